@@ -1,0 +1,17 @@
+//! cotforge: curate multimodal long chain-of-thought traces into clean training data.
+//!
+//! The data flows one way (see `DESIGN` in the repository docs):
+//! raw Parquet/JSONL -> [`ingest`] (column mapping, image store) -> [`stages`] chosen by the
+//! pipeline [`spec`] -> curated Parquet, with every dropped row recorded in the ledger by the
+//! [`pipeline`] executor.
+
+pub mod error;
+pub mod ingest;
+pub mod inspect;
+pub mod pipeline;
+pub mod schema;
+pub mod spec;
+pub mod stages;
+pub mod text;
+
+pub use error::{Error, Result};

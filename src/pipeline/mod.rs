@@ -1,0 +1,483 @@
+//! The executor: runs a validated [`Spec`] into a run directory.
+//!
+//! ```text
+//! DIR/spec.yaml                 copy of the spec (its blake3 is in stats.json)
+//! DIR/images/ab/abcdef...       content-addressed image store
+//! DIR/work/NN-stage/part-*.parquet + _DONE.json   rows kept by stage NN, completion marker
+//! DIR/ledger/NN-stage-*.parquet every row stage NN dropped, with reason and detail
+//! DIR/curated/part-*.parquet    final traces with image bytes (HF datasets layout)
+//! DIR/stats.json                per stage: rows_in, rows_out, drops by reason, seconds
+//! ```
+//! Stage 00 is ingest. Each stage streams its input in batches (memory is bounded by
+//! `batch_rows`), judges rows in parallel on a rayon pool, and writes kept rows and ledger rows
+//! in input order, so outputs are byte-identical for any thread count. A stage is complete when
+//! its marker exists; `--resume` skips complete stages and redoes the first incomplete one.
+
+pub mod io;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Error, Result};
+use crate::ingest::{self, ImageStore, RawRow};
+use crate::schema::{self, LedgerEntry, Trace};
+use crate::spec::Spec;
+use crate::stages::{Stage, StageContext, Verdict};
+use io::{PartReader, PartWriter, atomic_write};
+
+/// Rows per part file of intermediate (work) outputs.
+const WORK_ROWS_PER_FILE: usize = 100_000;
+
+/// How to run a spec.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Run directory; overrides the spec's `output.dir`.
+    pub out: Option<PathBuf>,
+    /// Keep completed stages of an earlier run of the same spec in `out`.
+    pub resume: bool,
+    /// Worker threads for row-local work (default: all cores).
+    pub threads: Option<usize>,
+    /// Draw progress bars on stderr (when it is a terminal).
+    pub progress: bool,
+}
+
+/// Statistics of one stage.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StageStats {
+    pub index: usize,
+    pub stage: String,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub dropped: BTreeMap<String, u64>,
+    pub seconds: f64,
+}
+
+/// The contents of `stats.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunStats {
+    pub name: String,
+    pub spec_blake3: String,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub ledger_rows: u64,
+    pub stages: Vec<StageStats>,
+}
+
+/// The fault-injection hook used by the resume tests: `COTFORGE_FAULT_EXIT=stage:N` makes the
+/// process exit abruptly after writing N batches of that stage, as a crash would.
+fn fault_point(stage: &str, batches: usize) {
+    if let Ok(v) = std::env::var("COTFORGE_FAULT_EXIT") {
+        if let Some((s, n)) = v.rsplit_once(':') {
+            if s == stage && n.parse::<usize>().ok() == Some(batches) {
+                eprintln!("cotforge: COTFORGE_FAULT_EXIT reached at {stage}:{batches}; exiting");
+                std::process::exit(99);
+            }
+        }
+    }
+}
+
+fn stage_dir_name(index: usize, name: &str) -> String {
+    format!("{index:02}-{name}")
+}
+
+fn bar(progress: bool, total: Option<u64>, label: &str) -> ProgressBar {
+    if !progress {
+        return ProgressBar::hidden();
+    }
+    let pb = match total {
+        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{prefix:>18} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}")
+                .expect("template")
+                .progress_chars("=> "),
+        ),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{prefix:>18} {spinner} {pos} rows {per_sec}").expect("template"),
+        ),
+    };
+    pb.set_prefix(label.to_string());
+    pb
+}
+
+/// The run directory of a spec under the given options.
+pub fn run_dir(spec: &Spec, opts: &RunOptions) -> PathBuf {
+    opts.out.clone().unwrap_or_else(|| spec.out_dir.clone())
+}
+
+/// Prepare the run directory: fresh (clearing an earlier cotforge run) or resumed.
+fn prepare_dir(dir: &Path, spec: &Spec, resume: bool) -> Result<String> {
+    let hash = blake3::hash(spec.text.as_bytes()).to_hex().to_string();
+    let spec_copy = dir.join("spec.yaml");
+    if dir.exists() {
+        let is_run = spec_copy.exists();
+        let empty = std::fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))?.next().is_none();
+        if !is_run && !empty {
+            return Err(Error::Run(format!(
+                "{} exists and is not a cotforge run directory (no spec.yaml); choose another --out",
+                dir.display()
+            )));
+        }
+        if is_run && resume {
+            let old = std::fs::read(&spec_copy).ctx(|| format!("reading {}", spec_copy.display()))?;
+            if blake3::hash(&old).to_hex().to_string() != hash {
+                return Err(Error::Spec(format!(
+                    "{}: the spec differs from the one this run started with ({}); \
+                     rerun without --resume to start over, or use another --out",
+                    spec.file.display(),
+                    spec_copy.display()
+                )));
+            }
+        }
+        if !resume {
+            for sub in ["work", "ledger", "curated", "images", "stats.json", "spec.yaml"] {
+                let p = dir.join(sub);
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p).ctx(|| format!("removing {}", p.display()))?;
+                } else if p.exists() {
+                    std::fs::remove_file(&p).ctx(|| format!("removing {}", p.display()))?;
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(dir.join("ledger")).ctx(|| format!("creating {}", dir.display()))?;
+    atomic_write(&spec_copy, spec.text.as_bytes(), 0)?;
+    Ok(hash)
+}
+
+/// Remove what an interrupted attempt at a stage left behind.
+fn clear_stage(dir: &Path, work: &Path, ledger_prefix: &str) -> Result<()> {
+    if work.exists() {
+        std::fs::remove_dir_all(work).ctx(|| format!("removing {}", work.display()))?;
+    }
+    let ledger = dir.join("ledger");
+    for e in std::fs::read_dir(&ledger).ctx(|| format!("listing {}", ledger.display()))? {
+        let p = e.ctx(|| "listing ledger")?.path();
+        let name = p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with(ledger_prefix) || name.starts_with(&format!(".{ledger_prefix}")) {
+            std::fs::remove_file(&p).ctx(|| format!("removing {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn marker(work: &Path) -> PathBuf {
+    work.join("_DONE.json")
+}
+
+fn read_marker(work: &Path) -> Option<StageStats> {
+    let bytes = std::fs::read(marker(work)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn write_marker(work: &Path, stats: &StageStats) -> Result<()> {
+    let json = serde_json::to_vec_pretty(stats).ctx(|| "serialising stage stats")?;
+    atomic_write(&marker(work), &json, 0)
+}
+
+/// Writers for one stage: kept rows and ledger rows.
+struct StageOutput {
+    kept: PartWriter,
+    ledger: PartWriter,
+    stats: StageStats,
+    batches: usize,
+}
+
+impl StageOutput {
+    fn new(dir: &Path, index: usize, name: &str) -> Result<Self> {
+        let dn = stage_dir_name(index, name);
+        Ok(Self {
+            kept: PartWriter::new(&dir.join("work").join(&dn), "part", WORK_ROWS_PER_FILE)?,
+            ledger: PartWriter::new(&dir.join("ledger"), &dn, WORK_ROWS_PER_FILE)?,
+            stats: StageStats {
+                index,
+                stage: name.to_string(),
+                rows_in: 0,
+                rows_out: 0,
+                dropped: BTreeMap::new(),
+                seconds: 0.0,
+            },
+            batches: 0,
+        })
+    }
+
+    fn write(&mut self, rows_in: usize, kept: &[Trace], dropped: &[LedgerEntry]) -> Result<()> {
+        self.stats.rows_in += rows_in as u64;
+        self.stats.rows_out += kept.len() as u64;
+        for d in dropped {
+            *self.stats.dropped.entry(d.reason.clone()).or_default() += 1;
+        }
+        debug_assert_eq!(rows_in, kept.len() + dropped.len());
+        if !kept.is_empty() {
+            self.kept.write(&schema::traces_to_df(kept)?)?;
+        }
+        if !dropped.is_empty() {
+            self.ledger.write(&schema::ledger_to_df(dropped)?)?;
+        }
+        self.batches += 1;
+        fault_point(&self.stats.stage, self.batches);
+        Ok(())
+    }
+
+    fn finish(mut self, work: &Path, started: Instant) -> Result<StageStats> {
+        self.kept.finish(&schema::traces_to_df(&[])?)?;
+        if self.ledger.rows() > 0 {
+            self.ledger.finish(&schema::ledger_to_df(&[])?)?;
+        }
+        self.stats.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        write_marker(work, &self.stats)?;
+        Ok(self.stats)
+    }
+}
+
+/// Outcome of ingesting one raw row.
+enum Ingested {
+    Trace(ingest::RawTrace, Vec<schema::ImageRef>, [u8; 16], String),
+    Rejected(LedgerEntry),
+}
+
+fn ingest_row(row: RawRow, input: &crate::spec::Input, root: &Path, store: &ImageStore) -> Result<Ingested> {
+    let rejected = |reason: &str, detail: String| {
+        Ingested::Rejected(LedgerEntry {
+            id: None,
+            source: input.source.clone(),
+            origin: row.origin.clone(),
+            stage: "ingest".into(),
+            reason: reason.to_string(),
+            detail,
+            kept_id: None,
+        })
+    };
+    let rec = match &row.record {
+        Ok(r) => r,
+        Err(rej) => return Ok(rejected(rej.reason, rej.detail.clone())),
+    };
+    let raw = match ingest::map_record(rec, input) {
+        Ok(r) => r,
+        Err(rej) => return Ok(rejected(rej.reason, rej.detail)),
+    };
+    let mut refs = Vec::with_capacity(raw.images.len());
+    for src in raw.images.iter().cloned() {
+        refs.push(store.ingest(src, root)?);
+    }
+    let ids: Vec<String> = refs.iter().map(|r| r.id.clone()).collect();
+    let cid = ingest::content_id(&input.source, &raw, &ids);
+    Ok(Ingested::Trace(raw, refs, cid, row.origin))
+}
+
+fn run_ingest(spec: &Spec, dir: &Path, store: &ImageStore, progress: bool) -> Result<StageStats> {
+    let started = Instant::now();
+    let work = dir.join("work").join(stage_dir_name(0, "ingest"));
+    let mut totals = Vec::new();
+    for input in &spec.inputs {
+        totals.extend(ingest::preflight(input)?);
+    }
+    let total = totals.iter().copied().sum::<Option<usize>>().map(|n| n as u64);
+    let pb = bar(progress, total, "ingest");
+    let mut out = StageOutput::new(dir, 0, "ingest")?;
+    let mut seen: HashMap<[u8; 16], u32> = HashMap::new();
+    for input in &spec.inputs {
+        for file in &input.files {
+            let root = ingest::images_root(input, file);
+            ingest::read_batches(input, file, spec.batch_rows, |rows| {
+                let n = rows.len();
+                let done: Vec<Ingested> = rows
+                    .into_par_iter()
+                    .map(|r| ingest_row(r, input, root, store))
+                    .collect::<Result<_>>()?;
+                let mut kept = Vec::with_capacity(n);
+                let mut dropped = Vec::new();
+                for d in done {
+                    match d {
+                        Ingested::Rejected(e) => dropped.push(e),
+                        Ingested::Trace(raw, images, cid, origin) => {
+                            let count = seen.entry(cid).or_insert(0);
+                            *count += 1;
+                            let mut id = ingest::hex(&cid);
+                            if *count > 1 {
+                                id = format!("{id}-{count}");
+                            }
+                            kept.push(Trace {
+                                id,
+                                source: input.source.clone(),
+                                origin,
+                                system: raw.system,
+                                prompt: raw.prompt,
+                                response: raw.response,
+                                reference: raw.reference,
+                                images,
+                            });
+                        }
+                    }
+                }
+                out.write(n, &kept, &dropped)?;
+                pb.inc(n as u64);
+                Ok(())
+            })?;
+        }
+    }
+    pb.finish_and_clear();
+    out.finish(&work, started)
+}
+
+fn run_stage(
+    index: usize,
+    stage: &mut dyn Stage,
+    spec: &Spec,
+    dir: &Path,
+    prev: &Path,
+    store: &ImageStore,
+    progress: bool,
+) -> Result<StageStats> {
+    let started = Instant::now();
+    let name = stage.name();
+    let work = dir.join("work").join(stage_dir_name(index, name));
+    let input = PartReader::open(prev)?;
+    let total = input.rows() as u64;
+    if stage.needs_index() {
+        let pb = bar(progress, Some(total), &format!("{name} (index)"));
+        let mut pos = 0u64;
+        input.for_each_batch(spec.batch_rows, |df| {
+            let batch = schema::traces_from_df(&df)?;
+            stage.index(pos, &batch)?;
+            pos += batch.len() as u64;
+            pb.inc(batch.len() as u64);
+            Ok(())
+        })?;
+        pb.finish_and_clear();
+    }
+    let stage: &dyn Stage = stage;
+    let ctx = StageContext { images: store };
+    let pb = bar(progress, Some(total), name);
+    let mut out = StageOutput::new(dir, index, name)?;
+    let mut pos = 0u64;
+    input.for_each_batch(spec.batch_rows, |df| {
+        let batch = schema::traces_from_df(&df)?;
+        let verdicts: Vec<Verdict> = batch
+            .par_iter()
+            .enumerate()
+            .map(|(i, t)| stage.judge(pos + i as u64, t, &ctx))
+            .collect::<Result<_>>()?;
+        let n = batch.len();
+        let mut kept = Vec::with_capacity(n);
+        let mut dropped = Vec::new();
+        for (t, v) in batch.into_iter().zip(verdicts) {
+            match v {
+                Verdict::Keep => kept.push(t),
+                Verdict::Drop { reason, detail, kept_id } => dropped.push(LedgerEntry {
+                    id: Some(t.id),
+                    source: t.source,
+                    origin: t.origin,
+                    stage: name.to_string(),
+                    reason: reason.to_string(),
+                    detail,
+                    kept_id,
+                }),
+            }
+        }
+        out.write(n, &kept, &dropped)?;
+        pos += n as u64;
+        pb.inc(n as u64);
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    out.finish(&work, started)
+}
+
+/// Write the curated output: the last stage's rows with their image bytes.
+fn write_curated(spec: &Spec, dir: &Path, last: &Path, store: &ImageStore, progress: bool) -> Result<u64> {
+    let curated = dir.join("curated");
+    if curated.exists() {
+        std::fs::remove_dir_all(&curated).ctx(|| format!("removing {}", curated.display()))?;
+    }
+    let input = PartReader::open(last)?;
+    let pb = bar(progress, Some(input.rows() as u64), "write curated");
+    let mut w = PartWriter::new(&curated, "part", spec.rows_per_file)?;
+    let with_images = |traces: &[Trace]| -> Result<polars::prelude::DataFrame> {
+        let imgs: Vec<Vec<(Option<Vec<u8>>, Option<String>)>> = traces
+            .par_iter()
+            .map(|t| {
+                t.images
+                    .iter()
+                    .map(|i| {
+                        let bytes = if i.id.is_empty() { None } else { Some(store.get(&i.id)?) };
+                        let path = if i.path.is_empty() { None } else { Some(i.path.clone()) };
+                        Ok((bytes, path))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        let mut cols = schema::trace_columns(traces)?;
+        cols.insert(7, schema::hf_images_column("images", &imgs)?);
+        polars::prelude::DataFrame::new_infer_height(cols).ctx(|| "building curated batch")
+    };
+    input.for_each_batch(spec.batch_rows, |df| {
+        let traces = schema::traces_from_df(&df)?;
+        w.write(&with_images(&traces)?)?;
+        pb.inc(traces.len() as u64);
+        Ok(())
+    })?;
+    let n = w.rows() as u64;
+    w.finish(&with_images(&[])?)?;
+    pb.finish_and_clear();
+    Ok(n)
+}
+
+/// Run a spec. Returns the run statistics (also written to `DIR/stats.json`).
+pub fn run(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
+    let pool = {
+        let mut b = rayon::ThreadPoolBuilder::new();
+        if let Some(n) = opts.threads {
+            b = b.num_threads(n.max(1));
+        }
+        b.build().map_err(|e| Error::Run(format!("starting worker threads: {e}")))?
+    };
+    pool.install(|| run_in_pool(spec, opts))
+}
+
+fn run_in_pool(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
+    let dir = run_dir(spec, opts);
+    let spec_blake3 = prepare_dir(&dir, spec, opts.resume)?;
+    let store = ImageStore::open(&dir.join("images"))?;
+    let mut stats = Vec::new();
+    let mut changed = false;
+    let ingest_work = dir.join("work").join(stage_dir_name(0, "ingest"));
+    match read_marker(&ingest_work).filter(|_| opts.resume) {
+        Some(s) => stats.push(s),
+        None => {
+            clear_stage(&dir, &ingest_work, &stage_dir_name(0, "ingest"))?;
+            stats.push(run_ingest(spec, &dir, &store, opts.progress)?);
+            changed = true;
+        }
+    }
+    let mut prev = ingest_work;
+    for (i, st) in spec.stages.iter().enumerate() {
+        let index = i + 1;
+        let work = dir.join("work").join(stage_dir_name(index, st.name()));
+        match read_marker(&work).filter(|_| opts.resume && !changed) {
+            Some(s) => stats.push(s),
+            None => {
+                clear_stage(&dir, &work, &stage_dir_name(index, st.name()))?;
+                let mut stage = st.build();
+                stats.push(run_stage(index, stage.as_mut(), spec, &dir, &prev, &store, opts.progress)?);
+                changed = true;
+            }
+        }
+        prev = work;
+    }
+    let done = dir.join("work").join("_CURATED_DONE");
+    if changed || !done.exists() || !opts.resume {
+        write_curated(spec, &dir, &prev, &store, opts.progress)?;
+        atomic_write(&done, b"", 0)?;
+    }
+    let rows_in = stats.first().map(|s| s.rows_in).unwrap_or(0);
+    let rows_out = stats.last().map(|s| s.rows_out).unwrap_or(0);
+    let ledger_rows = stats.iter().map(|s| s.dropped.values().sum::<u64>()).sum();
+    let run = RunStats { name: spec.name.clone(), spec_blake3, rows_in, rows_out, ledger_rows, stages: stats };
+    let json = serde_json::to_vec_pretty(&run).ctx(|| "serialising stats")?;
+    atomic_write(&dir.join("stats.json"), &json, 0)?;
+    Ok(run)
+}

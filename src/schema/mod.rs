@@ -1,0 +1,269 @@
+//! The canonical trace record, the ledger record, and their Parquet columns.
+//!
+//! Every stage reads and writes [`Trace`]s; on disk they are Parquet files with the columns of
+//! [`TRACE_COLUMNS`] (see `schemas/trace.schema.json`). Curated output adds the HF-datasets image
+//! column `images: list<struct{bytes: binary, path: string}>`, which notebooks decode directly.
+
+use polars::prelude::*;
+
+use crate::error::{Context, Error, Result};
+
+/// Version of the canonical trace columns; bump on any change to them.
+pub const TRACE_SCHEMA_VERSION: u32 = 1;
+/// Version of the ledger columns.
+pub const LEDGER_SCHEMA_VERSION: u32 = 1;
+
+/// Canonical trace columns, in file order, with their types as written.
+pub const TRACE_COLUMNS: &[(&str, &str, &str)] = &[
+    ("id", "string", "stable id: 32 hex chars of blake3 over source and content; repeats get -2, -3, ..."),
+    ("source", "string", "the input's `source` name"),
+    ("origin", "string", "input file and 0-based record number, `file#row`"),
+    ("system", "string?", "system message, if the source has one"),
+    ("prompt", "string", "user prompt; `<image>` marks where images go"),
+    ("response", "string", "assistant response: reasoning trace and final answer"),
+    ("reference", "string?", "reference answer, if known"),
+    ("image_ids", "list<string>", "blake3 content ids (32 hex) into the image store; empty string if the file was missing"),
+    ("image_paths", "list<string>", "the path or file name the source gave for each image (empty if none)"),
+    ("image_widths", "list<u32>", "width in pixels read at ingest (0 if unreadable)"),
+    ("image_heights", "list<u32>", "height in pixels read at ingest (0 if unreadable)"),
+];
+
+/// Ledger columns, in file order.
+pub const LEDGER_COLUMNS: &[(&str, &str, &str)] = &[
+    ("id", "string?", "trace id (null when the record could not be parsed into a trace)"),
+    ("source", "string", "the input's `source` name"),
+    ("origin", "string", "input file and record number, `file#row`"),
+    ("stage", "string", "stage that dropped the row, e.g. `validate` or `02-dedup.exact`"),
+    ("reason", "string", "machine-readable reason, e.g. `corrupt_image`, `duplicate`"),
+    ("detail", "string", "human-readable detail"),
+    ("kept_id", "string?", "for duplicates: the id of the row that was kept"),
+];
+
+/// One image of a trace, as carried between stages (bytes stay in the image store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Content id in the image store; empty when the source file was missing.
+    pub id: String,
+    /// Path or file name given by the source.
+    pub path: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The canonical trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    pub id: String,
+    pub source: String,
+    pub origin: String,
+    pub system: Option<String>,
+    pub prompt: String,
+    pub response: String,
+    pub reference: Option<String>,
+    pub images: Vec<ImageRef>,
+}
+
+/// A dropped row, as written to the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub id: Option<String>,
+    pub source: String,
+    pub origin: String,
+    pub stage: String,
+    pub reason: String,
+    pub detail: String,
+    pub kept_id: Option<String>,
+}
+
+fn str_col(name: &str, vals: impl Iterator<Item = Option<String>>) -> Column {
+    let ca: StringChunked = vals.collect();
+    ca.with_name(name.into()).into_series().into()
+}
+
+fn list_col<T, F>(name: &str, rows: &[T], dtype: DataType, f: F) -> Result<Column>
+where
+    F: Fn(&T) -> Series,
+{
+    let ca: ListChunked = rows.iter().map(|r| Some(f(r))).collect();
+    let s = ca.with_name(name.into()).into_series();
+    let s = s
+        .cast(&DataType::List(Box::new(dtype)))
+        .ctx(|| format!("building column {name}"))?;
+    Ok(s.into())
+}
+
+/// Canonical trace columns for a batch.
+pub fn trace_columns(traces: &[Trace]) -> Result<Vec<Column>> {
+    let s = |f: fn(&Trace) -> Option<String>| traces.iter().map(f);
+    Ok(vec![
+        str_col("id", s(|t| Some(t.id.clone()))),
+        str_col("source", s(|t| Some(t.source.clone()))),
+        str_col("origin", s(|t| Some(t.origin.clone()))),
+        str_col("system", s(|t| t.system.clone())),
+        str_col("prompt", s(|t| Some(t.prompt.clone()))),
+        str_col("response", s(|t| Some(t.response.clone()))),
+        str_col("reference", s(|t| t.reference.clone())),
+        list_col("image_ids", traces, DataType::String, |t| {
+            Series::new("".into(), t.images.iter().map(|i| i.id.as_str()).collect::<Vec<_>>())
+        })?,
+        list_col("image_paths", traces, DataType::String, |t| {
+            Series::new("".into(), t.images.iter().map(|i| i.path.as_str()).collect::<Vec<_>>())
+        })?,
+        list_col("image_widths", traces, DataType::UInt32, |t| {
+            Series::new("".into(), t.images.iter().map(|i| i.width).collect::<Vec<u32>>())
+        })?,
+        list_col("image_heights", traces, DataType::UInt32, |t| {
+            Series::new("".into(), t.images.iter().map(|i| i.height).collect::<Vec<u32>>())
+        })?,
+    ])
+}
+
+/// A DataFrame of canonical traces.
+pub fn traces_to_df(traces: &[Trace]) -> Result<DataFrame> {
+    DataFrame::new_infer_height(trace_columns(traces)?).ctx(|| "building trace batch")
+}
+
+/// The HF-datasets image column: `list<struct{bytes: binary, path: string}>`.
+/// `images[row][k]` is `(bytes, path)`; `None` bytes become nulls (missing files).
+pub fn hf_images_column(name: &str, images: &[Vec<(Option<Vec<u8>>, Option<String>)>]) -> Result<Column> {
+    let struct_dtype = DataType::Struct(vec![
+        Field::new("bytes".into(), DataType::Binary),
+        Field::new("path".into(), DataType::String),
+    ]);
+    let list: ListChunked = images
+        .iter()
+        .map(|row| {
+            let bytes: BinaryChunked = row.iter().map(|(b, _)| b.as_deref()).collect();
+            let paths: StringChunked = row.iter().map(|(_, p)| p.as_deref()).collect();
+            let fields = [
+                bytes.with_name("bytes".into()).into_series(),
+                paths.with_name("path".into()).into_series(),
+            ];
+            StructChunked::from_series("".into(), row.len(), fields.iter())
+                .map(|s| Some(s.into_series()))
+                .unwrap_or(None)
+        })
+        .collect();
+    let s = list
+        .with_name(name.into())
+        .into_series()
+        .cast(&DataType::List(Box::new(struct_dtype)))
+        .ctx(|| format!("building column {name}"))?;
+    Ok(s.into())
+}
+
+/// A DataFrame of ledger entries.
+pub fn ledger_to_df(entries: &[LedgerEntry]) -> Result<DataFrame> {
+    let s = |f: fn(&LedgerEntry) -> Option<String>| entries.iter().map(f);
+    DataFrame::new_infer_height(vec![
+        str_col("id", s(|e| e.id.clone())),
+        str_col("source", s(|e| Some(e.source.clone()))),
+        str_col("origin", s(|e| Some(e.origin.clone()))),
+        str_col("stage", s(|e| Some(e.stage.clone()))),
+        str_col("reason", s(|e| Some(e.reason.clone()))),
+        str_col("detail", s(|e| Some(e.detail.clone()))),
+        str_col("kept_id", s(|e| e.kept_id.clone())),
+    ])
+    .ctx(|| "building ledger batch")
+}
+
+fn get_str<'a>(df: &'a DataFrame, name: &str) -> Result<&'a StringChunked> {
+    df.column(name)
+        .and_then(|c| c.str())
+        .map_err(|e| Error::Run(format!("trace batch column `{name}`: {e}")))
+}
+
+fn get_list<'a>(df: &'a DataFrame, name: &str) -> Result<&'a ListChunked> {
+    df.column(name)
+        .and_then(|c| c.list())
+        .map_err(|e| Error::Run(format!("trace batch column `{name}`: {e}")))
+}
+
+fn list_values<T>(
+    ca: &ListChunked,
+    n: usize,
+    mut f: impl FnMut(&Series) -> PolarsResult<Vec<T>>,
+) -> Result<Vec<Vec<T>>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(match ca.get_as_series(i) {
+            Some(s) => f(&s).map_err(|e| Error::Run(format!("reading list column: {e}")))?,
+            None => Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// Read canonical traces back from a DataFrame with the trace columns.
+pub fn traces_from_df(df: &DataFrame) -> Result<Vec<Trace>> {
+    let n = df.height();
+    let (id, source, origin) = (get_str(df, "id")?, get_str(df, "source")?, get_str(df, "origin")?);
+    let (system, prompt) = (get_str(df, "system")?, get_str(df, "prompt")?);
+    let (response, reference) = (get_str(df, "response")?, get_str(df, "reference")?);
+    let strs = |s: &Series| -> PolarsResult<Vec<String>> {
+        Ok(s.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+    };
+    let u32s = |s: &Series| -> PolarsResult<Vec<u32>> {
+        Ok(s.u32()?.iter().map(|v| v.unwrap_or(0)).collect())
+    };
+    let ids = list_values(get_list(df, "image_ids")?, n, strs)?;
+    let paths = list_values(get_list(df, "image_paths")?, n, strs)?;
+    let widths = list_values(get_list(df, "image_widths")?, n, u32s)?;
+    let heights = list_values(get_list(df, "image_heights")?, n, u32s)?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let images = ids[i]
+            .iter()
+            .enumerate()
+            .map(|(k, id)| ImageRef {
+                id: id.clone(),
+                path: paths[i].get(k).cloned().unwrap_or_default(),
+                width: widths[i].get(k).copied().unwrap_or(0),
+                height: heights[i].get(k).copied().unwrap_or(0),
+            })
+            .collect();
+        out.push(Trace {
+            id: id.get(i).unwrap_or("").to_string(),
+            source: source.get(i).unwrap_or("").to_string(),
+            origin: origin.get(i).unwrap_or("").to_string(),
+            system: system.get(i).map(str::to_string),
+            prompt: prompt.get(i).unwrap_or("").to_string(),
+            response: response.get(i).unwrap_or("").to_string(),
+            reference: reference.get(i).map(str::to_string),
+            images,
+        });
+    }
+    Ok(out)
+}
+
+/// Machine-readable description of the trace and ledger columns (`schemas/*.schema.json`).
+pub fn columns_json(title: &str, version: u32, cols: &[(&str, &str, &str)], extra: &[(&str, &str, &str)]) -> String {
+    let col = |(n, t, d): &(&str, &str, &str)| {
+        serde_json::json!({"name": n, "type": t, "description": d})
+    };
+    let v = serde_json::json!({
+        "title": title,
+        "version": version,
+        "columns": cols.iter().map(col).collect::<Vec<_>>(),
+        "curated_extra_columns": extra.iter().map(col).collect::<Vec<_>>(),
+    });
+    let mut s = serde_json::to_string_pretty(&v).expect("json");
+    s.push('\n');
+    s
+}
+
+/// Columns the curated output adds to the trace columns.
+pub const CURATED_EXTRA_COLUMNS: &[(&str, &str, &str)] = &[(
+    "images",
+    "list<struct{bytes: binary, path: string}>",
+    "image bytes and paths in the Hugging Face `datasets` Image layout",
+)];
+
+/// The committed schema files and their generated contents, for `schemas/` and its sync test.
+pub fn schema_files() -> Vec<(&'static str, String)> {
+    vec![
+        ("trace.schema.json", columns_json("cotforge canonical trace", TRACE_SCHEMA_VERSION, TRACE_COLUMNS, CURATED_EXTRA_COLUMNS)),
+        ("ledger.schema.json", columns_json("cotforge ledger", LEDGER_SCHEMA_VERSION, LEDGER_COLUMNS, &[])),
+        ("pipeline-spec.schema.json", crate::spec::json_schema()),
+    ]
+}

@@ -1,0 +1,99 @@
+//! Stages: one file each, all behind the [`Stage`] trait.
+//!
+//! A stage judges rows: keep, or drop with a reason (and for duplicates the id that was kept).
+//! Row-local stages judge each row on its own and run in parallel. Global stages
+//! (`needs_index`) first see every row once in input order through [`Stage::index`], building a
+//! compact index (hashes, never whole rows); the executor then asks them to judge row by row.
+
+pub mod dedup;
+pub mod length;
+pub mod validate;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::error::Result;
+use crate::ingest::ImageStore;
+use crate::schema::Trace;
+
+/// A stage entry of the spec: `- name: {params}`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub enum StageSpec {
+    /// Decode every image; drop rows with empty prompt/response or missing/corrupt images.
+    #[serde(rename = "validate")]
+    Validate(validate::ValidateConfig),
+    /// Drop rows whose field is shorter or longer than the bounds (characters and words).
+    #[serde(rename = "filter.length")]
+    FilterLength(length::LengthConfig),
+    /// Drop exact duplicates of normalised fields, keeping the first in input order.
+    #[serde(rename = "dedup.exact")]
+    DedupExact(dedup::ExactConfig),
+}
+
+impl StageSpec {
+    /// The stage name as written in the spec.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StageSpec::Validate(_) => "validate",
+            StageSpec::FilterLength(_) => "filter.length",
+            StageSpec::DedupExact(_) => "dedup.exact",
+        }
+    }
+
+    /// Semantic checks that serde cannot express; the message says what is allowed.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        match self {
+            StageSpec::FilterLength(c) => c.check(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Build the stage.
+    pub fn build(&self) -> Box<dyn Stage> {
+        match self {
+            StageSpec::Validate(c) => Box::new(validate::Validate::new(c.clone())),
+            StageSpec::FilterLength(c) => Box::new(length::Length::new(c.clone())),
+            StageSpec::DedupExact(c) => Box::new(dedup::Exact::new(c.clone())),
+        }
+    }
+}
+
+/// What a stage decided about one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    Drop { reason: &'static str, detail: String, kept_id: Option<String> },
+}
+
+impl Verdict {
+    pub fn drop(reason: &'static str, detail: impl Into<String>) -> Self {
+        Verdict::Drop { reason, detail: detail.into(), kept_id: None }
+    }
+}
+
+/// What stages may look at besides the row.
+pub struct StageContext<'a> {
+    pub images: &'a ImageStore,
+}
+
+/// A pipeline stage.
+pub trait Stage: Send + Sync {
+    /// Name as in the spec (also the ledger's `stage` column).
+    fn name(&self) -> &'static str;
+
+    /// Whether [`Stage::index`] must see all rows before any is judged.
+    fn needs_index(&self) -> bool {
+        false
+    }
+
+    /// Index pass: called with consecutive batches in input order; `first` is the position of
+    /// the batch's first row in the stage input.
+    fn index(&mut self, _first: u64, _batch: &[Trace]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Judge one row; `pos` is its position in the stage input. Must be a pure function of
+    /// its arguments (and the index), so results do not depend on thread count.
+    fn judge(&self, pos: u64, trace: &Trace, ctx: &StageContext) -> Result<Verdict>;
+}

@@ -1,0 +1,78 @@
+//! `validate`: the row-level sanity gate. Drops rows with an empty prompt or response, an image
+//! file that was missing at ingest, or image bytes that do not decode.
+
+use std::io::Cursor;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{Stage, StageContext, Verdict};
+use crate::error::Result;
+use crate::schema::Trace;
+
+/// Parameters of `validate`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateConfig {
+    /// Drop rows whose response is empty (set false for RL prompt sets). Default true.
+    #[serde(default = "yes")]
+    pub require_response: bool,
+    /// Fully decode every image (catches truncated and corrupt files). Default true.
+    #[serde(default = "yes")]
+    pub decode_images: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub struct Validate {
+    cfg: ValidateConfig,
+}
+
+impl Validate {
+    pub fn new(cfg: ValidateConfig) -> Self {
+        Self { cfg }
+    }
+}
+
+/// Decode image bytes completely; the error says why they are unusable.
+pub fn decode_check(bytes: &[u8]) -> std::result::Result<(u32, u32), String> {
+    let reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    if reader.format().is_none() {
+        return Err("unrecognised image format".into());
+    }
+    let img = reader.decode().map_err(|e| e.to_string())?;
+    Ok((img.width(), img.height()))
+}
+
+impl Stage for Validate {
+    fn name(&self) -> &'static str {
+        "validate"
+    }
+
+    fn judge(&self, _pos: u64, t: &Trace, ctx: &StageContext) -> Result<Verdict> {
+        if t.prompt.trim().is_empty() {
+            return Ok(Verdict::drop("empty_prompt", "prompt is empty"));
+        }
+        if self.cfg.require_response && t.response.trim().is_empty() {
+            return Ok(Verdict::drop("empty_response", "response is empty"));
+        }
+        for (k, img) in t.images.iter().enumerate() {
+            if img.id.is_empty() {
+                return Ok(Verdict::drop("missing_image", format!("image {k} `{}` was not found at ingest", img.path)));
+            }
+        }
+        if self.cfg.decode_images {
+            for (k, img) in t.images.iter().enumerate() {
+                let bytes = ctx.images.get(&img.id)?;
+                if let Err(e) = decode_check(&bytes) {
+                    return Ok(Verdict::drop("corrupt_image", format!("image {k} `{}` ({}): {e}", img.path, img.id)));
+                }
+            }
+        }
+        Ok(Verdict::Keep)
+    }
+}

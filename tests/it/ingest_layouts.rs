@@ -1,0 +1,64 @@
+//! Every supported raw layout ingests to the same canonical rows.
+
+use crate::common::*;
+
+fn layout_spec(input: &str) -> String {
+    format!("name: layout\ninputs:\n{input}    source: same\nstages: []\noutput:\n  dir: unused\n")
+}
+
+#[test]
+fn each_layout_ingests_to_the_same_canonical_rows() {
+    let images = fixture("layouts/images");
+    let inputs = [
+        format!("  - path: {}\n    format: parquet\n    columns: {{prompt: problem, response: answer, reference: solution, images: images}}\n", fixture("layouts/hf/train.parquet")),
+        format!("  - path: {}\n    format: jsonl\n    layout: sharegpt\n    columns: {{images: images, reference: answer}}\n", fixture("layouts/sharegpt/data.jsonl")),
+        format!("  - path: {}\n    format: jsonl\n    layout: messages\n    columns: {{images: images, reference: solution}}\n    images_root: {images}\n", fixture("layouts/messages/data.jsonl")),
+        format!("  - path: {}\n    format: json\n    columns: {{prompt: question, response: ds_answer, reference: gt, images: image}}\n    images_root: {images}\n", fixture("layouts/flat/data.json")),
+        format!("  - path: {}\n    format: parquet\n    columns: {{prompt: prompt, response: response, reference: reference, images: image}}\n", fixture("layouts/plain/bytes.parquet")),
+        format!("  - path: {}\n    format: parquet\n    columns: {{prompt: prompt, response: response, reference: reference, images: image}}\n    images_root: {images}\n", fixture("layouts/plain/paths.parquet")),
+    ];
+    let mut first: Option<Vec<_>> = None;
+    for input in &inputs {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = write_spec(tmp.path(), &layout_spec(input));
+        let out = tmp.path().join("run");
+        let stats = run(&spec, &out, None);
+        assert_eq!(stats.rows_in, 4, "{input}");
+        assert_eq!(stats.ledger_rows, 0, "{input}: {:?}", ledger(&out));
+        let rows: Vec<_> = curated(&out)
+            .into_iter()
+            .map(|t| {
+                let imgs: Vec<_> = t.images.iter().map(|i| (i.id.clone(), i.width, i.height)).collect();
+                (t.id, t.source, t.system, t.prompt, t.response, t.reference, imgs)
+            })
+            .collect();
+        assert_eq!(rows.len(), 4);
+        // images were found, stored and measured (red.png is 24x16, see fixtures/make_layouts.py)
+        assert_eq!(rows[0].6.len(), 1);
+        assert_eq!((rows[0].6[0].1, rows[0].6[0].2), (24, 16));
+        assert_eq!(rows[2].6.len(), 2);
+        assert!(rows[3].6.is_empty());
+        assert!(rows[0].4.contains("\\boxed{42}"));
+        assert_eq!(rows[2].5.as_deref(), Some("1/2"));
+        match &first {
+            None => first = Some(rows),
+            Some(f) => assert_eq!(f, &rows, "layout differs: {input}"),
+        }
+    }
+}
+
+#[test]
+fn image_store_is_content_addressed_and_holds_each_image_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = write_spec(tmp.path(), &demo_yaml(""));
+    let out = tmp.path().join("run");
+    run(&spec, &out, None);
+    let files = tree(&out.join("images"));
+    // red, blue, green and the corrupt file; the missing one is not there
+    assert_eq!(files.len(), 4, "{:?}", files.keys().collect::<Vec<_>>());
+    for (rel, bytes) in files {
+        let id = cotforge::ingest::images::image_id(&bytes);
+        assert!(rel.ends_with(&id), "{rel} holds content {id}");
+        assert!(rel.starts_with(&id[..2]));
+    }
+}

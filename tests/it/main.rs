@@ -1,0 +1,9 @@
+//! The one integration-test binary; a module per area.
+
+mod common;
+
+mod bad_inputs;
+mod ingest_layouts;
+mod pipeline;
+mod schemas;
+mod units;
