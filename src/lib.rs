@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod schema;
 pub mod spec;
 pub mod stages;
+pub mod synth;
 pub mod text;
 
 pub use error::{Error, Result};

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cotforge::pipeline::{self, RunOptions};
-use cotforge::{Result, spec};
+use cotforge::synth::corpus::{self, DefectRates, SynthLayout, SynthOptions};
+use cotforge::{Error, Result, spec};
 
 #[derive(Parser)]
 #[command(name = "cotforge", version, about = "Curate multimodal long chain-of-thought traces into clean training data.")]
@@ -44,6 +45,37 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rows: usize,
     },
+    /// Generate a synthetic multimodal long-CoT corpus with planted, labelled defects
+    /// (DIR/data, DIR/labels.parquet, DIR/bench/benchmark.parquet), or with `--task arith` a
+    /// clean learnable train/test task (DIR/train.parquet, DIR/test.parquet).
+    Synth {
+        /// Rows to generate (train rows with --task).
+        #[arg(long)]
+        rows: usize,
+        /// Random seed; the same seed gives identical bytes.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Raw layout to write.
+        #[arg(long, value_enum, default_value = "columns")]
+        layout: SynthLayout,
+        /// Defect rates: `default`, `none`, or `kind=rate,...` with kinds exact_duplicate,
+        /// near_duplicate, truncated, wrong_answer, loop, overlong, corrupt_image, shared_image,
+        /// invalid_utf8 (sharegpt layout only), contamination.
+        #[arg(long, default_value = "default")]
+        defects: String,
+        /// Write a clean learnable task instead of a defect corpus.
+        #[arg(long, value_enum)]
+        task: Option<Task>,
+        /// Test rows for --task (default: rows / 5).
+        #[arg(long)]
+        test_rows: Option<usize>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Check a spec without running it.
     Check {
         /// Pipeline spec (YAML).
@@ -55,6 +87,12 @@ enum Command {
         #[arg(default_value = "schemas")]
         dir: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Task {
+    /// Numbers in coloured boxes and circles to count: sum times count.
+    Arith,
 }
 
 fn main() -> ExitCode {
@@ -74,7 +112,9 @@ fn dispatch(cmd: Command) -> Result<()> {
             let spec = spec::load(&path)?;
             let opts = RunOptions { out, resume, threads, progress: !quiet };
             let dir = pipeline::run_dir(&spec, &opts);
+            let started = std::time::Instant::now();
             let stats = pipeline::run(&spec, &opts)?;
+            let secs = started.elapsed().as_secs_f64();
             println!("{:<4} {:<16} {:>9} {:>9}  drops", "#", "stage", "rows_in", "rows_out");
             for s in &stats.stages {
                 let drops: Vec<String> = s.dropped.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -87,10 +127,46 @@ fn dispatch(cmd: Command) -> Result<()> {
                 stats.ledger_rows,
                 dir.display()
             );
+            let rss = pipeline::peak_rss_bytes().map(|b| format!("{:.0} MiB", b as f64 / 1048576.0));
+            println!(
+                "{secs:.2} s, {:.0} rows/s, peak RSS {}",
+                stats.rows_in as f64 / secs.max(1e-9),
+                rss.unwrap_or_else(|| "unknown".into())
+            );
             Ok(())
         }
         Command::Inspect { path, rows } => {
             print!("{}", cotforge::inspect::inspect(&path, rows)?);
+            Ok(())
+        }
+        Command::Synth { rows, seed, out, layout, defects, task, test_rows, quiet } => {
+            let started = std::time::Instant::now();
+            if let Some(Task::Arith) = task {
+                let files = corpus::arith_task(seed, rows, test_rows.unwrap_or(rows / 5), &out)?;
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+                return Ok(());
+            }
+            let defects = DefectRates::parse(&defects).map_err(|e| Error::Spec(format!("--defects: {e}")))?;
+            let pb = if quiet {
+                indicatif::ProgressBar::hidden()
+            } else {
+                indicatif::ProgressBar::new(rows as u64).with_style(
+                    indicatif::ProgressStyle::with_template("synth [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}")
+                        .expect("template"),
+                )
+            };
+            let opts = SynthOptions { rows, seed, out, layout, defects, batch_rows: 256 };
+            let sum = corpus::synth(&opts, &pb)?;
+            pb.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            for f in &sum.data_files {
+                println!("wrote {}", f.display());
+            }
+            println!("wrote {} and {}", sum.labels.display(), sum.bench.display());
+            let planted: Vec<String> = sum.defect_counts.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+            println!("{} rows in {secs:.2} s ({:.0} rows/s); planted: {}", sum.rows, sum.rows as f64 / secs.max(1e-9), planted.join(" "));
             Ok(())
         }
         Command::Check { spec: path } => {

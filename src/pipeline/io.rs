@@ -7,8 +7,15 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, make_array};
+use arrow::datatypes::{Field as ArrowField, Schema as ArrowSchemaRs};
+use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
 use polars::prelude::*;
-use polars::io::parquet::write::BatchedWriter;
 
 use crate::error::{Context, Error, Result};
 
@@ -27,6 +34,39 @@ pub fn atomic_write(dest: &Path, bytes: &[u8], n: u64) -> Result<()> {
     std::fs::rename(&tmp, dest).ctx(|| format!("renaming {} to {}", tmp.display(), dest.display()))
 }
 
+/// Cross from polars to arrow-rs through the Arrow C Data Interface (zero-copy). Columns are
+/// exported at polars' oldest compatibility level, i.e. plain `large_string` / `large_binary`
+/// / `large_list`, which every Parquet reader (pyarrow, pandas, HF datasets) understands.
+pub fn to_record_batch(df: &DataFrame) -> Result<RecordBatch> {
+    let mut fields = Vec::with_capacity(df.width());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(df.width());
+    for c in df.columns() {
+        let s = c.as_materialized_series().rechunk();
+        let arr = if s.chunks().is_empty() {
+            polars_arrow::array::new_empty_array(s.dtype().to_arrow(CompatLevel::oldest()))
+        } else {
+            s.to_arrow(0, CompatLevel::oldest())
+        };
+        let field = polars_arrow::datatypes::Field::new(s.name().clone(), arr.dtype().clone(), true);
+        let c_array = polars_arrow::ffi::export_array_to_c(arr);
+        let c_schema = polars_arrow::ffi::export_field_to_c(&field);
+        // SAFETY: both libraries define these structs as the #[repr(C)] `ArrowArray` and
+        // `ArrowSchema` of the Arrow C Data Interface, so the bits are the same struct; the
+        // exported release callbacks travel with them and free polars' buffers when arrow-rs
+        // drops the imported array.
+        let (ffi_array, ffi_schema): (FFI_ArrowArray, FFI_ArrowSchema) =
+            unsafe { (std::mem::transmute(c_array), std::mem::transmute(c_schema)) };
+        let data = unsafe { arrow::ffi::from_ffi(ffi_array, &ffi_schema) }
+            .map_err(|e| Error::Run(format!("exporting column {}: {e}", s.name())))?;
+        let f = ArrowField::try_from(&ffi_schema)
+            .map_err(|e| Error::Run(format!("exporting column {}: {e}", s.name())))?;
+        fields.push(f);
+        arrays.push(make_array(data));
+    }
+    RecordBatch::try_new(Arc::new(ArrowSchemaRs::new(fields)), arrays)
+        .map_err(|e| Error::Run(format!("building record batch: {e}")))
+}
+
 /// Writes a stream of DataFrame batches as Parquet files `PREFIX-00000.parquet`, ... of at
 /// most `rows_per_file` rows each, one row group per batch. File boundaries depend only on row
 /// counts, so output is independent of thread count and timing.
@@ -34,8 +74,7 @@ pub struct PartWriter {
     dir: PathBuf,
     prefix: String,
     rows_per_file: usize,
-    schema: Option<Schema>,
-    current: Option<(BatchedWriter<File>, PathBuf, PathBuf, usize)>,
+    current: Option<(ArrowWriter<File>, PathBuf, PathBuf, usize)>,
     files: Vec<PathBuf>,
     rows: usize,
 }
@@ -47,22 +86,22 @@ impl PartWriter {
             dir: dir.to_path_buf(),
             prefix: prefix.to_string(),
             rows_per_file: rows_per_file.max(1),
-            schema: None,
             current: None,
             files: Vec::new(),
             rows: 0,
         })
     }
 
-    fn open_next(&mut self, schema: &Schema) -> Result<()> {
+    fn open_next(&mut self, batch: &RecordBatch) -> Result<()> {
         let dest = self.dir.join(format!("{}-{:05}.parquet", self.prefix, self.files.len()));
         let tmp = tmp_name(&dest, 0);
         let f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        let w = ParquetWriter::new(f)
-            .with_compression(ParquetCompression::Zstd(None))
-            .with_statistics(StatisticsOptions::default())
-            .batched(schema)
-            .ctx(|| format!("starting {}", dest.display()))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(1 << 30))
+            .build();
+        let w = ArrowWriter::try_new(f, batch.schema(), Some(props))
+            .map_err(|e| Error::Run(format!("starting {}: {e}", dest.display())))?;
         self.files.push(dest.clone());
         self.current = Some((w, tmp, dest, 0));
         Ok(())
@@ -70,47 +109,49 @@ impl PartWriter {
 
     fn close_current(&mut self) -> Result<()> {
         if let Some((w, tmp, dest, _)) = self.current.take() {
-            w.finish().ctx(|| format!("finishing {}", dest.display()))?;
+            w.close().map_err(|e| Error::Run(format!("finishing {}: {e}", dest.display())))?;
             std::fs::rename(&tmp, &dest).ctx(|| format!("renaming {}", tmp.display()))?;
         }
         Ok(())
     }
 
-    /// Append a batch (all batches must share one schema).
-    pub fn write(&mut self, df: &DataFrame) -> Result<()> {
-        if self.schema.is_none() {
-            self.schema = Some(df.schema().as_ref().clone());
-        }
-        let mut df = df.clone();
-        while df.height() > 0 {
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut batch = batch.clone();
+        loop {
             if self.current.is_none() {
-                let schema = self.schema.clone().expect("schema set");
-                self.open_next(&schema)?;
+                self.open_next(&batch)?;
             }
             let (w, _, dest, rows) = self.current.as_mut().expect("open");
-            let room = self.rows_per_file - *rows;
-            let take = room.min(df.height());
-            let head = df.slice(0, take);
-            w.write_batch(&head).ctx(|| format!("writing {}", dest.display()))?;
+            let take = (self.rows_per_file - *rows).min(batch.num_rows());
+            let err = |e| Error::Run(format!("writing {}: {e}", dest.display()));
+            w.write(&batch.slice(0, take)).map_err(err)?;
+            w.flush().map_err(|e| Error::Run(format!("writing {}: {e}", dest.display())))?;
             *rows += take;
             self.rows += take;
-            df = df.slice(take as i64, df.height() - take);
+            batch = batch.slice(take, batch.num_rows() - take);
             if *rows >= self.rows_per_file {
                 self.close_current()?;
             }
+            if batch.num_rows() == 0 {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
-    /// Close the last file. With no rows written, an empty file carrying `empty_schema` is
-    /// written so readers always find the columns. Returns the files written.
+    /// Append a batch (all batches must share one schema).
+    pub fn write(&mut self, df: &DataFrame) -> Result<()> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        self.write_batch(&to_record_batch(df)?)
+    }
+
+    /// Close the last file. With no rows written, an empty file with the columns of `empty`
+    /// is written so readers always find the schema. Returns the files written.
     pub fn finish(mut self, empty: &DataFrame) -> Result<Vec<PathBuf>> {
         if self.files.is_empty() {
-            self.schema = Some(empty.schema().as_ref().clone());
-            let schema = self.schema.clone().expect("schema");
-            self.open_next(&schema)?;
-            let (w, _, dest, _) = self.current.as_mut().expect("open");
-            w.write_batch(empty).ctx(|| format!("writing {}", dest.display()))?;
+            let batch = to_record_batch(empty)?;
+            self.open_next(&batch)?;
         }
         self.close_current()?;
         Ok(self.files)

@@ -426,6 +426,14 @@ fn write_curated(spec: &Spec, dir: &Path, last: &Path, store: &ImageStore, progr
     Ok(n)
 }
 
+/// Peak resident set size of this process so far (Linux `VmHWM`), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Run a spec. Returns the run statistics (also written to `DIR/stats.json`).
 pub fn run(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
     let pool = {

@@ -6,4 +6,5 @@ mod bad_inputs;
 mod ingest_layouts;
 mod pipeline;
 mod schemas;
+mod synth;
 mod units;

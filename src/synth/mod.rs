@@ -1,0 +1,7 @@
+//! `cotforge synth`: synthetic multimodal long-CoT corpora: rendered charts, tables, clocks,
+//! shapes and figures, questions over them, long reasoning traces, planted labelled defects.
+pub mod corpus;
+pub mod font;
+pub mod render;
+pub mod rng;
+pub mod text;
