@@ -431,7 +431,7 @@ const THINGS: &[&str] = &[
     "the label", "the axis", "the legend", "the scale", "the gridline", "the units", "the caption",
     "the colour", "the position", "the tick mark", "the border", "the header",
 ];
-const HEDGES: &[&str] = &["Hmm,", "Actually,", "Wait,", "Let me think.", "Alternatively,", "On reflection,", "To be safe,"];
+const HEDGES: &[&str] = &["Hmm,", "Actually,", "Wait,", "Thinking again,", "Alternatively,", "On reflection,", "To be safe,"];
 
 /// A filler sentence with fresh numbers: re-verification, commentary, alternative routes.
 fn filler_sentence(rng: &mut Rng) -> String {
@@ -480,7 +480,7 @@ pub fn long_trace(p: &Problem, answer: &Answer, target_words: usize, rng: &mut R
     s.push('\n');
     let mut words = s.split_whitespace().count();
     let closing = format!(
-        "\n{}\nSo the answer is {}.\n</think>\n\nFrom the image, {} The final answer is \\boxed{{{}}}.",
+        "\n{}\nSo the answer is {}.\n</think>\n\nFrom the image: {} The final answer is \\boxed{{{}}}.",
         p.check,
         answer.plain(),
         p.steps.last().map(|x| x.as_str()).unwrap_or(""),

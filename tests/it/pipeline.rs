@@ -4,6 +4,22 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::common::*;
 
+/// Planted defects of the synthetic fixture (row -> (kind, source row)).
+fn synth_labels() -> BTreeMap<u64, (String, Option<i64>)> {
+    use polars::prelude::*;
+    let f = std::fs::File::open(repo().join("fixtures/synth/labels.parquet")).unwrap();
+    let df = ParquetReader::new(f).finish().unwrap();
+    let rows: Vec<u64> = df.column("row").unwrap().u64().unwrap().iter().map(|v| v.unwrap()).collect();
+    let src: Vec<Option<i64>> = df.column("source_row").unwrap().i64().unwrap().iter().collect();
+    let kinds = df.column("defects").unwrap().list().unwrap().clone();
+    (0..rows.len())
+        .map(|i| {
+            let k = kinds.get_as_series(i).unwrap();
+            (rows[i], (k.str().unwrap().get(0).unwrap().to_string(), src[i]))
+        })
+        .collect()
+}
+
 #[test]
 fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
     let tmp = tempfile::tempdir().unwrap();
@@ -12,8 +28,11 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
     let stats = run(&spec, &out, None);
     let kept = curated(&out);
     let led = ledger(&out);
-    // 6 layout inputs x 4 traces + 8 defect lines
-    assert_eq!(stats.rows_in, 32);
+    let labels = synth_labels();
+    let count = |k: &str| labels.values().filter(|(kind, _)| kind == k).count();
+    let synth_rows = 200;
+    // 6 layout inputs x 4 traces + 8 defect lines + the synthetic corpus
+    assert_eq!(stats.rows_in as usize, 32 + synth_rows);
     assert_eq!(stats.rows_in as usize, kept.len() + led.len());
     assert_eq!(stats.rows_out as usize, kept.len());
     assert_eq!(stats.ledger_rows as usize, led.len());
@@ -32,22 +51,46 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
         *m.entry((e.stage.clone(), e.reason.clone())).or_default() += 1;
         m
     });
+    // Contamination rows that copy the same benchmark item are exact duplicates of each other.
+    let contaminated: Vec<i64> = labels.values().filter(|(k, _)| k == "contamination").filter_map(|(_, s)| *s).collect();
+    let bench_repeats = contaminated.len() - contaminated.iter().collect::<HashSet<_>>().len();
     let want: BTreeMap<(String, String), usize> = [
         (("ingest", "invalid_utf8"), 1),
         (("ingest", "invalid_json"), 1),
-        (("validate", "corrupt_image"), 1),
+        (("validate", "corrupt_image"), 1 + count("corrupt_image")),
         (("validate", "missing_image"), 1),
         (("validate", "empty_response"), 1),
-        (("filter.length", "too_long"), 1),
-        (("dedup.exact", "duplicate"), 21),
+        (("filter.length", "too_long"), 1 + count("overlong")),
+        (("dedup.exact", "duplicate"), 21 + count("exact_duplicate") + bench_repeats),
     ]
     .into_iter()
+    .filter(|(_, n)| *n > 0)
     .map(|((a, b), n)| ((a.to_string(), b.to_string()), n))
     .collect();
     assert_eq!(reasons, want);
-    // 4 distinct traces and the one clean defects row survive; the first copy (hf) is kept
-    assert_eq!(kept.len(), 5);
-    assert!(kept[..4].iter().all(|t| t.source == "cold-start"));
+    // every planted exact duplicate, corrupt image and overlong trace is in the ledger, by row
+    for (row, (kind, src)) in &labels {
+        let origin_suffix = format!("train-00000.parquet#{row}");
+        let entry = led.iter().find(|e| e.source == "synth" && e.origin.ends_with(&origin_suffix));
+        let want_reason = match kind.as_str() {
+            "exact_duplicate" => Some("duplicate"),
+            "corrupt_image" => Some("corrupt_image"),
+            "overlong" => Some("too_long"),
+            _ => None,
+        };
+        if let Some(r) = want_reason {
+            let e = entry.unwrap_or_else(|| panic!("row {row} ({kind}) is not in the ledger"));
+            assert_eq!(e.reason, r, "row {row}");
+            if kind == "exact_duplicate" {
+                let kept_row = kept.iter().find(|t| Some(&t.id) == e.kept_id.as_ref()).expect("kept row exists");
+                assert!(kept_row.origin.ends_with(&format!("#{}", src.unwrap())), "{} kept for {row}", kept_row.origin);
+            }
+        }
+    }
+    // the layout copies: 4 distinct traces and the one clean defects row survive; hf first
+    let layout_kept: Vec<_> = kept.iter().filter(|t| t.source != "synth").collect();
+    assert_eq!(layout_kept.len(), 5);
+    assert!(layout_kept[..4].iter().all(|t| t.source == "cold-start"));
     let kept_ids: HashSet<_> = kept.iter().map(|t| t.id.clone()).collect();
     for e in led.iter().filter(|e| e.reason == "duplicate") {
         let k = e.kept_id.as_ref().expect("duplicates name the kept row");
@@ -173,7 +216,7 @@ fn inspect_describes_files_and_run_directories() {
     let o = cli(&["inspect", &out.join("curated").display().to_string()], &[]);
     assert!(o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("5 rows in all"), "{s}");
+    assert!(s.contains(&format!("{} rows in all", curated(&out).len())), "{s}");
     assert!(s.contains("images: list[struct[2]]"), "{s}");
     let o = cli(&["inspect", &fixture("layouts/sharegpt/data.jsonl")], &[]);
     let s = String::from_utf8_lossy(&o.stdout);
