@@ -35,11 +35,25 @@ fn inspect_parquet(out: &mut String, p: &Path, head: usize) -> Result<()> {
 }
 
 fn inspect_json(out: &mut String, p: &Path, head: usize, lines: bool) -> Result<()> {
-    let bytes = std::fs::read(p).ctx(|| format!("reading {}", p.display()))?;
     let (body, count) = if lines {
-        let all: Vec<&[u8]> = bytes.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).collect();
-        (all.iter().take(head).copied().collect::<Vec<_>>().join(&b'\n'), all.len())
+        // Stream: keep the first `head` records, count the rest.
+        use std::io::BufRead;
+        let f = std::fs::File::open(p).ctx(|| format!("opening {}", p.display()))?;
+        let mut first: Vec<Vec<u8>> = Vec::new();
+        let mut n = 0;
+        for line in std::io::BufReader::new(f).split(b'\n') {
+            let line = line.ctx(|| format!("reading {}", p.display()))?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            n += 1;
+            if first.len() < head {
+                first.push(line);
+            }
+        }
+        (first.join(&b'\n'), n)
     } else {
+        let bytes = std::fs::read(p).ctx(|| format!("reading {}", p.display()))?;
         let v: serde_json::Value = serde_json::from_slice(&bytes).ctx(|| format!("parsing {}", p.display()))?;
         let arr = v.as_array().cloned().unwrap_or_default();
         let n = arr.len();

@@ -33,7 +33,7 @@ pub const LEDGER_COLUMNS: &[(&str, &str, &str)] = &[
     ("id", "string?", "trace id (null when the record could not be parsed into a trace)"),
     ("source", "string", "the input's `source` name"),
     ("origin", "string", "input file and record number, `file#row`"),
-    ("stage", "string", "stage that dropped the row, e.g. `validate` or `02-dedup.exact`"),
+    ("stage", "string", "stage that dropped the row, as named in the spec (`ingest` for records that could not be read)"),
     ("reason", "string", "machine-readable reason, e.g. `corrupt_image`, `duplicate`"),
     ("detail", "string", "human-readable detail"),
     ("kept_id", "string?", "for duplicates: the id of the row that was kept"),

@@ -144,6 +144,17 @@ pub struct Input {
     pub source: String,
 }
 
+impl Layout {
+    /// The name as written in specs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Layout::Columns => "columns",
+            Layout::Sharegpt => "sharegpt",
+            Layout::Messages => "messages",
+        }
+    }
+}
+
 impl ColumnMap {
     /// The column holding ShareGPT turns.
     pub fn conversations_col(&self) -> &str {
@@ -225,7 +236,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
             } else {
                 Err(bad(
                     layout_loc,
-                    format!("inputs[{i}]: layout `{layout:?}` needs `columns.{what}`").to_lowercase(),
+                    format!("inputs[{i}]: layout `{}` needs `columns.{what}`", layout.name()),
                 ))
             }
         };
@@ -249,7 +260,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
                             inp.path.referenced,
                             format!("inputs[{i}].columns.{k}: with layout `{}` the prompt and \
                                      response come from the turns; remove this mapping",
-                                    if layout == Layout::Sharegpt { "sharegpt" } else { "messages" }),
+                                    layout.name()),
                         ));
                     }
                 }
