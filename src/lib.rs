@@ -14,5 +14,6 @@ pub mod spec;
 pub mod stages;
 pub mod synth;
 pub mod text;
+pub mod verify;
 
 pub use error::{Error, Result};

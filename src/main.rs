@@ -76,6 +76,12 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Compare final answers: reads JSONL lines {"id", "gold", "prediction"} and writes one
+    /// line per case to stdout: {"id", "equal", "gold_extracted", "pred_extracted"}.
+    Verify {
+        /// Cases file (JSONL).
+        cases: PathBuf,
+    },
     /// Check a spec without running it.
     Check {
         /// Pipeline spec (YAML).
@@ -167,6 +173,16 @@ fn dispatch(cmd: Command) -> Result<()> {
             println!("wrote {} and {}", sum.labels.display(), sum.bench.display());
             let planted: Vec<String> = sum.defect_counts.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k}={n}")).collect();
             println!("{} rows in {secs:.2} s ({:.0} rows/s); planted: {}", sum.rows, sum.rows as f64 / secs.max(1e-9), planted.join(" "));
+            Ok(())
+        }
+        Command::Verify { cases } => {
+            let started = std::time::Instant::now();
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let (n, equal) = cotforge::verify::run_cases(&cases, &mut out).map_err(Error::Input)?;
+            std::io::Write::flush(&mut out).map_err(|e| Error::io("writing stdout", e))?;
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!("{n} cases, {equal} equal, {secs:.3} s ({:.0} cases/s)", n as f64 / secs.max(1e-9));
             Ok(())
         }
         Command::Check { spec: path } => {

@@ -96,10 +96,21 @@ impl PartWriter {
         let dest = self.dir.join(format!("{}-{:05}.parquet", self.prefix, self.files.len()));
         let tmp = tmp_name(&dest, 0);
         let f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_row_count(Some(1 << 30))
-            .build();
+            .set_max_row_group_row_count(Some(1 << 30));
+        // Binary leaves (image bytes) are unique per row: no dictionary for them.
+        if let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(&batch.schema()) {
+            for col in descr.columns() {
+                let binary = col.physical_type() == parquet::basic::Type::BYTE_ARRAY
+                    && col.logical_type_ref().is_none()
+                    && col.converted_type() == parquet::basic::ConvertedType::NONE;
+                if binary {
+                    props = props.set_column_dictionary_enabled(col.path().clone(), false);
+                }
+            }
+        }
+        let props = props.build();
         let w = ArrowWriter::try_new(f, batch.schema(), Some(props))
             .map_err(|e| Error::Run(format!("starting {}: {e}", dest.display())))?;
         self.files.push(dest.clone());

@@ -146,7 +146,8 @@ fn image_size(rng: &mut Rng) -> (u32, u32) {
 }
 
 fn encode(img: &image::RgbImage, rng: &mut Rng) -> (Vec<u8>, &'static str) {
-    if img.width() >= 400 && rng.chance(0.3) {
+    // A few mid-sized images as JPEG, as real sets have; JPEG encoding costs ~15x PNG here.
+    if (400..=800).contains(&img.width()) && rng.chance(0.03) {
         (render::encode_jpeg(img, 85), "jpg")
     } else {
         (render::encode_png(img), "png")
@@ -496,13 +497,10 @@ pub fn synth(opts: &SynthOptions, progress: &indicatif::ProgressBar) -> Result<S
         }
         SynthLayout::Columns => None,
     };
-    let mut start = 0usize;
-    while start < opts.rows {
-        let end = (start + batch).min(opts.rows);
-        let rows: Vec<Row> = (start as u64..end as u64)
-            .into_par_iter()
-            .map(|i| row(opts.seed, i, &opts.defects, n_bench))
-            .collect();
+    let generate = |start: usize, end: usize| -> Vec<Row> {
+        (start as u64..end as u64).into_par_iter().map(|i| row(opts.seed, i, &opts.defects, n_bench)).collect()
+    };
+    let mut write = |start: usize, rows: &[Row]| -> Result<()> {
         for (k, r) in rows.iter().enumerate() {
             let mut kind = r.defect;
             // invalid UTF-8 cannot be stored in a Parquet string column: such rows stay clean there
@@ -515,9 +513,9 @@ pub fn synth(opts: &SynthOptions, progress: &indicatif::ProgressBar) -> Result<S
             }
         }
         match (&mut hf, &mut jsonl) {
-            (Some(w), _) => w.write(&hf_frame(&rows, ["problem", "answer", "solution"])?)?,
+            (Some(w), _) => w.write(&hf_frame(rows, ["problem", "answer", "solution"])?)?,
             (_, Some((f, _, _))) => {
-                for r in &rows {
+                for r in rows {
                     for img in &r.images {
                         let p = out.join("images").join(&img.name);
                         if !p.exists() {
@@ -529,7 +527,17 @@ pub fn synth(opts: &SynthOptions, progress: &indicatif::ProgressBar) -> Result<S
             }
             _ => unreachable!("one writer is open"),
         }
-        progress.inc((end - start) as u64);
+        progress.inc(rows.len() as u64);
+        Ok(())
+    };
+    // Write batch k while batch k+1 is generated.
+    let mut start = 0usize;
+    let mut rows = generate(0, batch.min(opts.rows));
+    while !rows.is_empty() {
+        let end = start + rows.len();
+        let (written, next) = rayon::join(|| write(start, &rows), || generate(end, (end + batch).min(opts.rows)));
+        written?;
+        rows = next;
         start = end;
     }
     if let Some(w) = hf {

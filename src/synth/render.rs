@@ -1057,14 +1057,15 @@ fn draw_arith_boxes(
 // Encoding
 // ---------------------------------------------------------------------------------------------
 
-/// PNG bytes of `img` (fast compression, adaptive filtering). Returns an empty vector if the
+/// PNG bytes of `img` (fast compression, `Sub` filter: a third of the time of adaptive
+/// filtering on these flat synthetic images, for files about twice as large). Returns an empty vector if the
 /// image cannot be encoded (a zero width or height).
 pub fn encode_png(img: &RgbImage) -> Vec<u8> {
     use image::ImageEncoder;
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     let mut out = Vec::new();
     let encoder =
-        PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive);
+        PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Sub);
     match encoder.write_image(
         img.as_raw(),
         img.width(),

@@ -8,3 +8,4 @@ mod pipeline;
 mod schemas;
 mod synth;
 mod units;
+mod verify;

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Reproduce the numbers in BENCHMARKS.md (release build, run from the repository root).
+#   bash benches/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/cotforge-target}"
+cargo build --release --quiet
+B="$CARGO_TARGET_DIR/release/cotforge"
+echo "## machine: $(nproc) cores, $(uname -m)"
+echo "## demo run"
+"$B" run pipelines/demo.yaml --out out/bench-demo --quiet | tail -2
+echo "## synth 100k rows"
+rm -rf out/bench100k
+"$B" synth --rows 100000 --seed 1 --out out/bench100k --quiet | tail -1
+du -sh out/bench100k/data
+echo "## curate the 100k corpus"
+"$B" run benches/synth100k.yaml --quiet | tail -6
