@@ -15,3 +15,13 @@ rm -rf out/bench100k
 du -sh out/bench100k/data
 echo "## curate the 100k corpus"
 "$B" run benches/synth100k.yaml --quiet | tail -6
+echo "## verifier: the oracle cases repeated 260 times (100,620 cases)"
+python3 - <<'PY'
+import json
+cases = [json.loads(l) for l in open("tests/data/verify/cases.jsonl")]
+with open("out/cases_big.jsonl", "w") as f:
+    for k in range(260):
+        for c in cases:
+            f.write(json.dumps({"id": f"{k}-{c['id']}", "gold": c["gold"], "prediction": c["prediction"]}) + "\n")
+PY
+"$B" verify out/cases_big.jsonl > /dev/null
