@@ -13,6 +13,7 @@
 //! in input order, so outputs are byte-identical for any thread count. A stage is complete when
 //! its marker exists; `--resume` skips complete stages and redoes the first incomplete one.
 
+pub mod histogram;
 pub mod io;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +28,7 @@ use crate::error::{Context, Error, Result};
 use crate::ingest::{self, ImageStore, RawRow};
 use crate::schema::{self, LedgerEntry, Trace};
 use crate::spec::Spec;
-use crate::stages::{Stage, StageContext, Verdict};
+use crate::stages::{Measured, Stage, StageContext, Verdict};
 use io::{PartReader, PartWriter, atomic_write};
 
 /// Rows per part file of intermediate (work) outputs.
@@ -55,6 +56,9 @@ pub struct StageStats {
     pub rows_out: u64,
     pub dropped: BTreeMap<String, u64>,
     pub seconds: f64,
+    /// Histograms of the values the stage measured, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub measured: BTreeMap<String, histogram::Histogram>,
 }
 
 /// The contents of `stats.json`.
@@ -199,6 +203,7 @@ impl StageOutput {
                 rows_out: 0,
                 dropped: BTreeMap::new(),
                 seconds: 0.0,
+                measured: BTreeMap::new(),
             },
             batches: 0,
         })
@@ -356,16 +361,19 @@ fn run_stage(
     let mut pos = 0u64;
     input.for_each_batch(spec.batch_rows, |df| {
         let batch = schema::traces_from_df(&df)?;
-        let verdicts: Vec<Verdict> = batch
+        let judged: Vec<Measured> = batch
             .par_iter()
             .enumerate()
-            .map(|(i, t)| stage.judge(pos + i as u64, t, &ctx))
+            .map(|(i, t)| stage.judge_measured(pos + i as u64, t, &ctx))
             .collect::<Result<_>>()?;
         let n = batch.len();
         let mut kept = Vec::with_capacity(n);
         let mut dropped = Vec::new();
-        for (t, v) in batch.into_iter().zip(verdicts) {
-            match v {
+        for (t, m) in batch.into_iter().zip(judged) {
+            for (name, v) in m.values {
+                out.stats.measured.entry(name.to_string()).or_default().add(v);
+            }
+            match m.verdict {
                 Verdict::Keep => kept.push(t),
                 Verdict::Drop { reason, detail, kept_id } => dropped.push(LedgerEntry {
                     id: Some(t.id),

@@ -6,7 +6,9 @@
 //! compact index (hashes, never whole rows); the executor then asks them to judge row by row.
 
 pub mod dedup;
+pub mod filters;
 pub mod length;
+pub mod repetition;
 pub mod validate;
 
 use schemars::JsonSchema;
@@ -29,6 +31,22 @@ pub enum StageSpec {
     /// Drop exact duplicates of normalised fields, keeping the first in input order.
     #[serde(rename = "dedup.exact")]
     DedupExact(dedup::ExactConfig),
+    /// Require the `<think>...</think>` shape: one pair, non-empty reasoning, a final answer after it.
+    #[serde(rename = "filter.format")]
+    FilterFormat(filters::FormatConfig),
+    /// Drop traces whose reasoning is not closed or that have no extractable final answer.
+    #[serde(rename = "filter.truncated")]
+    FilterTruncated(filters::TruncatedConfig),
+    /// Drop looping traces (a W-word passage repeated K times) and, optionally, traces over
+    /// Gopher-style duplicate line / paragraph / top n-gram ratios.
+    #[serde(rename = "filter.repetition")]
+    FilterRepetition(repetition::RepetitionConfig),
+    /// Bounds on image sides, aspect ratio, pixels and images per row.
+    #[serde(rename = "filter.image")]
+    FilterImage(filters::ImageConfig),
+    /// Drop traces whose final answer the verifier finds different from the reference.
+    #[serde(rename = "filter.correct")]
+    FilterCorrect(filters::CorrectConfig),
 }
 
 impl StageSpec {
@@ -38,6 +56,11 @@ impl StageSpec {
             StageSpec::Validate(_) => "validate",
             StageSpec::FilterLength(_) => "filter.length",
             StageSpec::DedupExact(_) => "dedup.exact",
+            StageSpec::FilterFormat(_) => "filter.format",
+            StageSpec::FilterTruncated(_) => "filter.truncated",
+            StageSpec::FilterRepetition(_) => "filter.repetition",
+            StageSpec::FilterImage(_) => "filter.image",
+            StageSpec::FilterCorrect(_) => "filter.correct",
         }
     }
 
@@ -45,6 +68,8 @@ impl StageSpec {
     pub fn check(&self) -> std::result::Result<(), String> {
         match self {
             StageSpec::FilterLength(c) => c.check(),
+            StageSpec::FilterRepetition(c) => c.check(),
+            StageSpec::FilterImage(c) => c.check(),
             _ => Ok(()),
         }
     }
@@ -55,6 +80,11 @@ impl StageSpec {
             StageSpec::Validate(c) => Box::new(validate::Validate::new(c.clone())),
             StageSpec::FilterLength(c) => Box::new(length::Length::new(c.clone())),
             StageSpec::DedupExact(c) => Box::new(dedup::Exact::new(c.clone())),
+            StageSpec::FilterFormat(c) => Box::new(filters::Format::new(c.clone())),
+            StageSpec::FilterTruncated(c) => Box::new(filters::Truncated::new(c.clone())),
+            StageSpec::FilterRepetition(c) => Box::new(repetition::Repetition::new(c.clone())),
+            StageSpec::FilterImage(c) => Box::new(filters::Image::new(c.clone())),
+            StageSpec::FilterCorrect(c) => Box::new(filters::Correct::new(c.clone())),
         }
     }
 }
@@ -96,4 +126,18 @@ pub trait Stage: Send + Sync {
     /// Judge one row; `pos` is its position in the stage input. Must be a pure function of
     /// its arguments (and the index), so results do not depend on thread count.
     fn judge(&self, pos: u64, trace: &Trace, ctx: &StageContext) -> Result<Verdict>;
+
+    /// Judge one row and report the values measured on the way (e.g. `max_repeats`), which
+    /// the executor collects into per-stage histograms in stats.json. Stages that measure
+    /// something override this; `judge` then usually calls it.
+    fn judge_measured(&self, pos: u64, trace: &Trace, ctx: &StageContext) -> Result<Measured> {
+        Ok(Measured { verdict: self.judge(pos, trace, ctx)?, values: Vec::new() })
+    }
+}
+
+/// A verdict with the values measured to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    pub verdict: Verdict,
+    pub values: Vec<(&'static str, f64)>,
 }

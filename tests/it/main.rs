@@ -3,6 +3,7 @@
 mod common;
 
 mod bad_inputs;
+mod filters;
 mod ingest_layouts;
 mod pipeline;
 mod schemas;

@@ -60,7 +60,11 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
         (("validate", "corrupt_image"), 1 + count("corrupt_image")),
         (("validate", "missing_image"), 1),
         (("validate", "empty_response"), 1),
-        (("filter.length", "too_long"), 1 + count("overlong")),
+        (("filter.truncated", "unclosed_reasoning"), count("truncated")),
+        // the defects file's over-long trace is one phrase repeated: a loop
+        (("filter.repetition", "repeated_passage"), 1 + count("loop")),
+        (("filter.length", "too_long"), count("overlong")),
+        (("filter.correct", "wrong_answer"), count("wrong_answer")),
         (("dedup.exact", "duplicate"), 21 + count("exact_duplicate") + bench_repeats),
     ]
     .into_iter()
@@ -68,7 +72,7 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
     .map(|((a, b), n)| ((a.to_string(), b.to_string()), n))
     .collect();
     assert_eq!(reasons, want);
-    // every planted exact duplicate, corrupt image and overlong trace is in the ledger, by row
+    // every planted defect these stages target is in the ledger, by row, with its reason
     for (row, (kind, src)) in &labels {
         let origin_suffix = format!("train-00000.parquet#{row}");
         let entry = led.iter().find(|e| e.source == "synth" && e.origin.ends_with(&origin_suffix));
@@ -76,17 +80,32 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
             "exact_duplicate" => Some("duplicate"),
             "corrupt_image" => Some("corrupt_image"),
             "overlong" => Some("too_long"),
+            "truncated" => Some("unclosed_reasoning"),
+            "loop" => Some("repeated_passage"),
+            "wrong_answer" => Some("wrong_answer"),
             _ => None,
         };
-        if let Some(r) = want_reason {
-            let e = entry.unwrap_or_else(|| panic!("row {row} ({kind}) is not in the ledger"));
-            assert_eq!(e.reason, r, "row {row}");
-            if kind == "exact_duplicate" {
-                let kept_row = kept.iter().find(|t| Some(&t.id) == e.kept_id.as_ref()).expect("kept row exists");
-                assert!(kept_row.origin.ends_with(&format!("#{}", src.unwrap())), "{} kept for {row}", kept_row.origin);
+        match want_reason {
+            Some(r) => {
+                let e = entry.unwrap_or_else(|| panic!("row {row} ({kind}) is not in the ledger"));
+                assert_eq!(e.reason, r, "row {row}");
+                if kind == "exact_duplicate" {
+                    let kept_row = kept.iter().find(|t| Some(&t.id) == e.kept_id.as_ref()).expect("kept row exists");
+                    assert!(kept_row.origin.ends_with(&format!("#{}", src.unwrap())), "{} kept for {row}", kept_row.origin);
+                }
             }
+            // near duplicates and shared images are for later stages; contamination copies of one
+            // benchmark item are exact duplicates of each other
+            None if kind != "contamination" => assert!(entry.is_none(), "row {row} ({kind}) was dropped: {entry:?}"),
+            None => {}
         }
     }
+    // clean rows are all kept
+    let n_labelled = labels.len();
+    let synth_kept = kept.iter().filter(|t| t.source == "synth").count();
+    let kept_labelled = labels.iter().filter(|(_, (k, _))| ["near_duplicate", "shared_image"].contains(&k.as_str())).count()
+        + (count("contamination") - bench_repeats);
+    assert_eq!(synth_kept, synth_rows - n_labelled + kept_labelled);
     // the layout copies: 4 distinct traces and the one clean defects row survive; hf first
     let layout_kept: Vec<_> = kept.iter().filter(|t| t.source != "synth").collect();
     assert_eq!(layout_kept.len(), 5);

@@ -18,7 +18,16 @@ fn committed_schemas_match_the_code() {
 #[test]
 fn spec_schema_knows_every_stage() {
     let schema = cotforge::spec::json_schema();
-    for stage in ["validate", "filter.length", "dedup.exact"] {
+    for stage in [
+        "validate",
+        "filter.length",
+        "dedup.exact",
+        "filter.format",
+        "filter.truncated",
+        "filter.repetition",
+        "filter.image",
+        "filter.correct",
+    ] {
         assert!(schema.contains(&format!("\"{stage}\"")), "{stage} missing from the spec schema");
     }
     // the demo spec is valid against the code that generated the schema
