@@ -3,15 +3,20 @@
 //! ```text
 //! DIR/spec.yaml                 copy of the spec (its blake3 is in stats.json)
 //! DIR/images/ab/abcdef...       content-addressed image store
-//! DIR/work/NN-stage/part-*.parquet + _DONE.json   rows kept by stage NN, completion marker
+//! DIR/work/NN-stage/_DONE.json  completion marker (and stats) of stage NN
+//! DIR/work/NN-stage/part-*.parquet  rows kept by stage NN, where NN ends a segment
 //! DIR/ledger/NN-stage-*.parquet every row stage NN dropped, with reason and detail
 //! DIR/curated/part-*.parquet    final traces with image bytes (HF datasets layout)
 //! DIR/stats.json                per stage: rows_in, rows_out, drops by reason, seconds
 //! ```
-//! Stage 00 is ingest. Each stage streams its input in batches (memory is bounded by
-//! `batch_rows`), judges rows in parallel on a rayon pool, and writes kept rows and ledger rows
-//! in input order, so outputs are byte-identical for any thread count. A stage is complete when
-//! its marker exists; `--resume` skips complete stages and redoes the first incomplete one.
+//! Stage 00 is ingest. The other stages run in segments: a run of consecutive stages of which
+//! only the first needs an index pass (a global stage such as dedup starts a new segment). A
+//! segment reads its input once and streams it in batches (memory is bounded by `batch_rows`);
+//! each batch flows through the segment's stages in memory, every stage judging rows in
+//! parallel on a rayon pool and writing its ledger rows in input order, and the last stage
+//! writes the kept rows. Outputs are byte-identical for any thread count. A segment is complete
+//! when all its markers exist; `--resume` skips complete segments and redoes the first
+//! incomplete one.
 
 pub mod histogram;
 pub mod io;
@@ -184,17 +189,20 @@ fn write_marker(work: &Path, stats: &StageStats) -> Result<()> {
 
 /// Writers for one stage: kept rows and ledger rows.
 struct StageOutput {
-    kept: PartWriter,
+    /// Kept rows are written by the last stage of a segment only.
+    kept: Option<PartWriter>,
     ledger: PartWriter,
     stats: StageStats,
     batches: usize,
 }
 
 impl StageOutput {
-    fn new(dir: &Path, index: usize, name: &str) -> Result<Self> {
+    fn new(dir: &Path, index: usize, name: &str, writes_rows: bool) -> Result<Self> {
         let dn = stage_dir_name(index, name);
+        let work = dir.join("work").join(&dn);
+        std::fs::create_dir_all(&work).ctx(|| format!("creating {}", work.display()))?;
         Ok(Self {
-            kept: PartWriter::new(&dir.join("work").join(&dn), "part", WORK_ROWS_PER_FILE)?,
+            kept: if writes_rows { Some(PartWriter::new(&work, "part", WORK_ROWS_PER_FILE)?) } else { None },
             ledger: PartWriter::new(&dir.join("ledger"), &dn, WORK_ROWS_PER_FILE)?,
             stats: StageStats {
                 index,
@@ -216,8 +224,8 @@ impl StageOutput {
             *self.stats.dropped.entry(d.reason.clone()).or_default() += 1;
         }
         debug_assert_eq!(rows_in, kept.len() + dropped.len());
-        if !kept.is_empty() {
-            self.kept.write(&schema::traces_to_df(kept)?)?;
+        if let (Some(w), false) = (&mut self.kept, kept.is_empty()) {
+            w.write(&schema::traces_to_df(kept)?)?;
         }
         if !dropped.is_empty() {
             self.ledger.write(&schema::ledger_to_df(dropped)?)?;
@@ -228,7 +236,9 @@ impl StageOutput {
     }
 
     fn finish(mut self, work: &Path, started: Instant) -> Result<StageStats> {
-        self.kept.finish(&schema::traces_to_df(&[])?)?;
+        if let Some(w) = self.kept {
+            w.finish(&schema::traces_to_df(&[])?)?;
+        }
         if self.ledger.rows() > 0 {
             self.ledger.finish(&schema::ledger_to_df(&[])?)?;
         }
@@ -282,7 +292,7 @@ fn run_ingest(spec: &Spec, dir: &Path, store: &ImageStore, progress: bool) -> Re
     }
     let total = totals.iter().copied().sum::<Option<usize>>().map(|n| n as u64);
     let pb = bar(progress, total, "ingest");
-    let mut out = StageOutput::new(dir, 0, "ingest")?;
+    let mut out = StageOutput::new(dir, 0, "ingest", true)?;
     let mut seen: HashMap<[u8; 16], u32> = HashMap::new();
     for input in &spec.inputs {
         for file in &input.files {
@@ -328,71 +338,100 @@ fn run_ingest(spec: &Spec, dir: &Path, store: &ImageStore, progress: bool) -> Re
     out.finish(&work, started)
 }
 
-fn run_stage(
-    index: usize,
-    stage: &mut dyn Stage,
+/// Judge one batch with one stage; returns the kept rows and writes the ledger rows.
+fn judge_batch(
+    stage: &dyn Stage,
+    out: &mut StageOutput,
+    pos: u64,
+    batch: Vec<Trace>,
+    ctx: &StageContext,
+) -> Result<Vec<Trace>> {
+    let name = stage.name();
+    let judged: Vec<Measured> = batch
+        .par_iter()
+        .enumerate()
+        .map(|(i, t)| stage.judge_measured(pos + i as u64, t, ctx))
+        .collect::<Result<_>>()?;
+    let n = batch.len();
+    let mut kept = Vec::with_capacity(n);
+    let mut dropped = Vec::new();
+    for (t, m) in batch.into_iter().zip(judged) {
+        for (k, v) in m.values {
+            out.stats.measured.entry(k.to_string()).or_default().add(v);
+        }
+        match m.verdict {
+            Verdict::Keep => kept.push(t),
+            Verdict::Drop { reason, detail, kept_id } => dropped.push(LedgerEntry {
+                id: Some(t.id),
+                source: t.source,
+                origin: t.origin,
+                stage: name.to_string(),
+                reason: reason.to_string(),
+                detail,
+                kept_id,
+            }),
+        }
+    }
+    out.write(n, &kept, &dropped)?;
+    Ok(kept)
+}
+
+/// Run a segment: consecutive stages of which only the first may need an index pass. The
+/// input is read once; each batch flows through the stages in memory, every stage writes its
+/// own ledger and statistics, and only the last stage writes its kept rows.
+fn run_segment(
+    segment: &mut [(usize, Box<dyn Stage>)],
     spec: &Spec,
     dir: &Path,
     prev: &Path,
     store: &ImageStore,
     progress: bool,
-) -> Result<StageStats> {
+) -> Result<Vec<StageStats>> {
     let started = Instant::now();
-    let name = stage.name();
-    let work = dir.join("work").join(stage_dir_name(index, name));
     let input = PartReader::open(prev)?;
     let total = input.rows() as u64;
-    if stage.needs_index() {
-        let pb = bar(progress, Some(total), &format!("{name} (index)"));
-        let mut pos = 0u64;
-        input.for_each_batch(spec.batch_rows, |df| {
-            let batch = schema::traces_from_df(&df)?;
-            stage.index(pos, &batch)?;
-            pos += batch.len() as u64;
-            pb.inc(batch.len() as u64);
-            Ok(())
-        })?;
-        pb.finish_and_clear();
-    }
-    let stage: &dyn Stage = stage;
-    let ctx = StageContext { images: store };
-    let pb = bar(progress, Some(total), name);
-    let mut out = StageOutput::new(dir, index, name)?;
-    let mut pos = 0u64;
-    input.for_each_batch(spec.batch_rows, |df| {
-        let batch = schema::traces_from_df(&df)?;
-        let judged: Vec<Measured> = batch
-            .par_iter()
-            .enumerate()
-            .map(|(i, t)| stage.judge_measured(pos + i as u64, t, &ctx))
-            .collect::<Result<_>>()?;
-        let n = batch.len();
-        let mut kept = Vec::with_capacity(n);
-        let mut dropped = Vec::new();
-        for (t, m) in batch.into_iter().zip(judged) {
-            for (name, v) in m.values {
-                out.stats.measured.entry(name.to_string()).or_default().add(v);
-            }
-            match m.verdict {
-                Verdict::Keep => kept.push(t),
-                Verdict::Drop { reason, detail, kept_id } => dropped.push(LedgerEntry {
-                    id: Some(t.id),
-                    source: t.source,
-                    origin: t.origin,
-                    stage: name.to_string(),
-                    reason: reason.to_string(),
-                    detail,
-                    kept_id,
-                }),
-            }
+    if let Some((_, first)) = segment.first_mut() {
+        if first.needs_index() {
+            let pb = bar(progress, Some(total), &format!("{} (index)", first.name()));
+            let mut pos = 0u64;
+            input.for_each_batch(spec.batch_rows, |df| {
+                let batch = schema::traces_from_df(&df)?;
+                first.index(pos, &batch)?;
+                pos += batch.len() as u64;
+                pb.inc(batch.len() as u64);
+                Ok(())
+            })?;
+            pb.finish_and_clear();
         }
-        out.write(n, &kept, &dropped)?;
-        pos += n as u64;
-        pb.inc(n as u64);
+    }
+    let names: Vec<&str> = segment.iter().map(|(_, s)| s.name()).collect();
+    let ctx = StageContext { images: store };
+    let pb = bar(progress, Some(total), &names.join(" > "));
+    let last = segment.len() - 1;
+    let mut outs = segment
+        .iter()
+        .enumerate()
+        .map(|(k, (index, st))| StageOutput::new(dir, *index, st.name(), k == last))
+        .collect::<Result<Vec<_>>>()?;
+    let mut positions = vec![0u64; segment.len()];
+    input.for_each_batch(spec.batch_rows, |df| {
+        let mut batch = schema::traces_from_df(&df)?;
+        let n = batch.len() as u64;
+        for (k, (_, stage)) in segment.iter().enumerate() {
+            let rows = batch.len() as u64;
+            batch = judge_batch(stage.as_ref(), &mut outs[k], positions[k], batch, &ctx)?;
+            positions[k] += rows;
+        }
+        pb.inc(n);
         Ok(())
     })?;
     pb.finish_and_clear();
-    out.finish(&work, started)
+    let mut stats = Vec::with_capacity(segment.len());
+    for ((index, st), out) in segment.iter().zip(outs) {
+        let work = dir.join("work").join(stage_dir_name(*index, st.name()));
+        stats.push(out.finish(&work, started)?);
+    }
+    Ok(stats)
 }
 
 /// Write the curated output: the last stage's rows with their image bytes.
@@ -469,20 +508,35 @@ fn run_in_pool(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
             changed = true;
         }
     }
-    let mut prev = ingest_work;
+    // Segments: runs of stages where only the first may need an index pass.
+    let mut segments: Vec<Vec<usize>> = Vec::new();
     for (i, st) in spec.stages.iter().enumerate() {
-        let index = i + 1;
-        let work = dir.join("work").join(stage_dir_name(index, st.name()));
-        match read_marker(&work).filter(|_| opts.resume && !changed) {
-            Some(s) => stats.push(s),
+        match segments.last_mut() {
+            Some(seg) if !st.build().needs_index() => seg.push(i),
+            _ => segments.push(vec![i]),
+        }
+    }
+    let mut prev = ingest_work;
+    for seg in segments {
+        let works: Vec<PathBuf> =
+            seg.iter().map(|&i| dir.join("work").join(stage_dir_name(i + 1, spec.stages[i].name()))).collect();
+        let done: Option<Vec<StageStats>> = if opts.resume && !changed {
+            works.iter().map(|w| read_marker(w)).collect()
+        } else {
+            None
+        };
+        match done {
+            Some(s) => stats.extend(s),
             None => {
-                clear_stage(&dir, &work, &stage_dir_name(index, st.name()))?;
-                let mut stage = st.build();
-                stats.push(run_stage(index, stage.as_mut(), spec, &dir, &prev, &store, opts.progress)?);
+                for (&i, w) in seg.iter().zip(&works) {
+                    clear_stage(&dir, w, &stage_dir_name(i + 1, spec.stages[i].name()))?;
+                }
+                let mut stages: Vec<(usize, Box<dyn Stage>)> = seg.iter().map(|&i| (i + 1, spec.stages[i].build())).collect();
+                stats.extend(run_segment(&mut stages, spec, &dir, &prev, &store, opts.progress)?);
                 changed = true;
             }
         }
-        prev = work;
+        prev = works.last().expect("segments are non-empty").clone();
     }
     let done = dir.join("work").join("_CURATED_DONE");
     if changed || !done.exists() || !opts.resume {
