@@ -133,6 +133,9 @@ fn dispatch(cmd: Command) -> Result<()> {
                 stats.ledger_rows,
                 dir.display()
             );
+            for (what, secs) in &stats.wall_seconds {
+                println!("  {secs:>8.2} s  {what}");
+            }
             let rss = pipeline::peak_rss_bytes().map(|b| format!("{:.0} MiB", b as f64 / 1048576.0));
             println!(
                 "{secs:.2} s, {:.0} rows/s, peak RSS {}",

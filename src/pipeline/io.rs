@@ -15,6 +15,7 @@ use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use polars::io::parquet::metadata::FileMetadataRef;
 use polars::prelude::*;
 
 use crate::error::{Context, Error, Result};
@@ -174,9 +175,10 @@ impl PartWriter {
     }
 }
 
-/// The Parquet part files of a directory, read back in batches.
+/// The Parquet part files of a directory, read back in batches. Each file's footer is parsed
+/// once and reused for every batch.
 pub struct PartReader {
-    files: Vec<(PathBuf, usize)>,
+    files: Vec<(PathBuf, usize, FileMetadataRef)>,
 }
 
 /// Sorted `*.parquet` files of a directory (hidden temporary files excluded).
@@ -216,24 +218,34 @@ impl PartReader {
     pub fn open(dir: &Path) -> Result<Self> {
         let mut files = Vec::new();
         for p in parquet_files(dir)? {
-            let n = parquet_rows(&p)?;
-            files.push((p, n));
+            let f = File::open(&p).ctx(|| format!("opening {}", p.display()))?;
+            let mut r = ParquetReader::new(f);
+            let bad = |e| Error::Input(format!("{}: not a readable Parquet file ({e}); is it truncated?", p.display()));
+            let meta = r.get_metadata().map_err(bad)?.clone();
+            let n = meta.num_rows;
+            files.push((p, n, meta));
         }
         Ok(Self { files })
     }
 
     /// Total rows over all parts.
     pub fn rows(&self) -> usize {
-        self.files.iter().map(|(_, n)| n).sum()
+        self.files.iter().map(|(_, n, _)| n).sum()
     }
 
     /// Call `f` on consecutive batches of at most `batch_rows` rows, in file order.
     pub fn for_each_batch(&self, batch_rows: usize, mut f: impl FnMut(DataFrame) -> Result<()>) -> Result<()> {
-        for (p, n) in &self.files {
+        for (p, n, meta) in &self.files {
             let mut off = 0;
             while off < *n {
                 let len = batch_rows.min(n - off);
-                f(read_parquet_slice(p, None, off, len)?)?;
+                let file = File::open(p).ctx(|| format!("opening {}", p.display()))?;
+                let mut r = ParquetReader::new(file);
+                r.set_metadata(meta.clone());
+                let df = r.with_slice(Some((off, len))).finish().map_err(|e| {
+                    Error::Input(format!("{}: cannot read rows {off}..{}: {e}", p.display(), off + len))
+                })?;
+                f(df)?;
                 off += len;
             }
         }

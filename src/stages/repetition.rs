@@ -1,9 +1,10 @@
 //! `filter.repetition`: looping traces. The main rule drops a reasoning in which some
-//! W-word passage occurs at least K times (defaults 50 x 3). Gopher-style ratios (duplicate
-//! line and paragraph character fractions, top 2/3/4-gram character fractions) are measured
-//! on every row and kept as histograms in stats.json; each can be given a threshold.
+//! W-word passage occurs at least K times (defaults 50 x 3). Gopher-style ratios: duplicate
+//! line and paragraph character fractions are measured on every row and kept as histograms in
+//! stats.json; top 2/3/4-gram character fractions are measured where a threshold is given.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -54,6 +55,35 @@ impl RepetitionConfig {
     }
 }
 
+/// A hasher for keys that are already hashes (xxh3 of words, rolling hashes): identity.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<PreHashed>>;
+
+fn hashed_map<V>(capacity: usize) -> HashedMap<V> {
+    HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default())
+}
+
+/// xxh3 of every word.
+pub fn word_hashes(words: &[&str]) -> Vec<u64> {
+    words.iter().map(|w| xxh3_64(w.as_bytes())).collect()
+}
+
 /// The reasoning of a response: inside `<think>...</think>` (to the end if unclosed), else all.
 pub fn reasoning(response: &str) -> &str {
     match response.find("<think>") {
@@ -69,18 +99,17 @@ pub fn reasoning(response: &str) -> &str {
 }
 
 /// The most repeated `window`-word passage: (occurrences, word index of its first occurrence).
-/// Linear in the number of words (rolling hash over word hashes).
-pub fn max_passage_repeats(words: &[&str], window: usize) -> (usize, usize) {
-    if words.len() < window || window == 0 {
+/// Linear in the number of words (rolling hash over the word hashes `h`).
+pub fn max_passage_repeats(h: &[u64], window: usize) -> (usize, usize) {
+    if h.len() < window || window == 0 {
         return (0, 0);
     }
     const B: u64 = 0x100_0000_01b3;
-    let h: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
     let top = (0..window - 1).fold(1u64, |p, _| p.wrapping_mul(B));
     let mut cur = h[..window].iter().fold(0u64, |acc, x| acc.wrapping_mul(B).wrapping_add(*x));
-    let mut seen: HashMap<u64, (u32, u32)> = HashMap::with_capacity(words.len());
+    let mut seen: HashedMap<(u32, u32)> = hashed_map(h.len());
     let mut best = (0usize, 0usize);
-    for i in 0..=words.len() - window {
+    for i in 0..=h.len() - window {
         if i > 0 {
             cur = cur.wrapping_sub(h[i - 1].wrapping_mul(top)).wrapping_mul(B).wrapping_add(h[i + window - 1]);
         }
@@ -96,7 +125,7 @@ pub fn max_passage_repeats(words: &[&str], window: usize) -> (usize, usize) {
 /// Fraction of characters in pieces that repeat an earlier piece (Gopher's duplicate-line and
 /// duplicate-paragraph ratios).
 pub fn dup_char_frac<'a>(pieces: impl Iterator<Item = &'a str>) -> f64 {
-    let mut seen: HashMap<&str, ()> = HashMap::new();
+    let mut seen: HashedMap<()> = hashed_map(64);
     let (mut dup, mut total) = (0usize, 0usize);
     for p in pieces {
         let p = p.trim();
@@ -104,28 +133,32 @@ pub fn dup_char_frac<'a>(pieces: impl Iterator<Item = &'a str>) -> f64 {
             continue;
         }
         total += p.len();
-        if seen.insert(p, ()).is_some() {
+        if seen.insert(xxh3_64(p.as_bytes()), ()).is_some() {
             dup += p.len();
         }
     }
     if total == 0 { 0.0 } else { dup as f64 / total as f64 }
 }
 
-/// Fraction of word characters covered by the most frequent n-gram (Gopher's top n-gram ratio).
-pub fn top_ngram_frac(words: &[&str], n: usize) -> f64 {
+/// Fraction of word characters covered by the most frequent n-gram (Gopher's top n-gram
+/// ratio); `h` are the word hashes of `words`.
+pub fn top_ngram_frac(words: &[&str], h: &[u64], n: usize) -> f64 {
     let total: usize = words.iter().map(|w| w.len()).sum();
-    if words.len() < n || total == 0 {
+    if words.len() < n || total == 0 || n == 0 {
         return 0.0;
     }
-    let mut counts: HashMap<&[&str], usize> = HashMap::new();
-    for g in words.windows(n) {
-        *counts.entry(g).or_default() += 1;
+    let mut counts: HashedMap<(u32, u32)> = hashed_map(words.len());
+    for i in 0..=words.len() - n {
+        let key = h[i..i + n].iter().fold(0u64, |acc, x| acc.rotate_left(17) ^ x.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let chars: usize = words[i..i + n].iter().map(|w| w.len()).sum();
+        let e = counts.entry(key).or_insert((0, chars as u32));
+        e.0 += 1;
     }
     let best = counts
-        .iter()
-        .map(|(g, c)| (c * g.iter().map(|w| w.len()).sum::<usize>(), *c))
+        .values()
+        .filter(|(c, _)| *c > 1)
+        .map(|(c, chars)| *c as usize * *chars as usize)
         .max()
-        .map(|(chars, c)| if c > 1 { chars } else { 0 })
         .unwrap_or(0);
     (best as f64 / total as f64).min(1.0)
 }
@@ -153,18 +186,23 @@ impl Stage for Repetition {
         let c = &self.cfg;
         let text = reasoning(&t.response);
         let words: Vec<&str> = text.split_whitespace().collect();
-        let (repeats, at) = max_passage_repeats(&words, c.window_words);
+        let h = word_hashes(&words);
+        let (repeats, at) = max_passage_repeats(&h, c.window_words);
         let line = dup_char_frac(text.lines());
         let para = dup_char_frac(text.split("\n\n"));
-        let grams = [top_ngram_frac(&words, 2), top_ngram_frac(&words, 3), top_ngram_frac(&words, 4)];
-        let values = vec![
-            ("max_passage_repeats", repeats as f64),
-            ("dup_line_frac", line),
-            ("dup_para_frac", para),
-            ("top_2gram_frac", grams[0]),
-            ("top_3gram_frac", grams[1]),
-            ("top_4gram_frac", grams[2]),
-        ];
+        // n-gram ratios cost a hash map per n: measured only where a threshold is set
+        let gram = |n: usize, max: Option<f64>| max.map(|_| top_ngram_frac(&words, &h, n)).unwrap_or(0.0);
+        let grams = [gram(2, c.max_top_2gram_frac), gram(3, c.max_top_3gram_frac), gram(4, c.max_top_4gram_frac)];
+        let mut values = vec![("max_passage_repeats", repeats as f64), ("dup_line_frac", line), ("dup_para_frac", para)];
+        for (name, v, max) in [
+            ("top_2gram_frac", grams[0], c.max_top_2gram_frac),
+            ("top_3gram_frac", grams[1], c.max_top_3gram_frac),
+            ("top_4gram_frac", grams[2], c.max_top_4gram_frac),
+        ] {
+            if max.is_some() {
+                values.push((name, v));
+            }
+        }
         let mut verdict = Verdict::Keep;
         if repeats >= c.min_repeats {
             let passage: Vec<&str> = words[at..(at + 8).min(words.len())].to_vec();
