@@ -263,24 +263,11 @@ fn is_unit_word(w: &str) -> bool {
     })
 }
 
-/// No ASCII letters outside `\commands`: the text is a number or a constant expression.
+/// No ASCII letters outside `\commands`: the text is a number or a constant expression (an
+/// `e` right after a digit is an exponent).
 fn letter_free(s: &str) -> bool {
     let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            i += 1;
-            while i < b.len() && b[i].is_ascii_alphabetic() {
-                i += 1;
-            }
-            continue;
-        }
-        if b[i].is_ascii_alphabetic() && !(b[i] == b'e' && i > 0 && b[i - 1].is_ascii_digit()) {
-            return false;
-        }
-        i += 1;
-    }
-    true
+    !super::extract::plain_words(s).any(|(st, w)| !(w == "e" && st > 0 && b[st - 1].is_ascii_digit()))
 }
 
 /// Strip trailing units and a percent sign. Returns the core and whether it was a percentage.
@@ -327,35 +314,11 @@ fn strip_units_pct(s: &str) -> (&str, bool) {
     (t, pct)
 }
 
-/// Prose rather than math: a run of three or more letters that is not a math word.
+/// Prose rather than math: non-ASCII text, or a run of three or more letters that is not a
+/// math word.
 fn is_wordy(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            i += 1;
-            while i < b.len() && b[i].is_ascii_alphabetic() {
-                i += 1;
-            }
-            continue;
-        }
-        if b[i].is_ascii_alphabetic() {
-            let st = i;
-            while i < b.len() && b[i].is_ascii_alphabetic() {
-                i += 1;
-            }
-            let w = &s[st..i];
-            if w.len() >= 3 && !expr::is_math_word(w) && !func_prefixed(w) {
-                return true;
-            }
-            continue;
-        }
-        if !b[i].is_ascii() {
-            return true;
-        }
-        i += 1;
-    }
-    false
+    !s.is_ascii()
+        || super::extract::plain_words(s).any(|(_, w)| w.len() >= 3 && !expr::is_math_word(w) && !func_prefixed(w))
 }
 
 /// Words like `sinx`, `sqrtx`, `lnx` that the expression parser reads as a function applied to

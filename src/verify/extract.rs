@@ -360,37 +360,45 @@ const STOP_WORDS: &[&str] = &[
     "on",
 ];
 
+/// Runs of ASCII letters outside `\commands`, with their byte offsets.
+pub(super) fn plain_words(s: &str) -> impl Iterator<Item = (usize, &str)> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            if b[i] == b'\\' {
+                i += 1;
+                while i < b.len() && b[i].is_ascii_alphabetic() {
+                    i += 1;
+                }
+                continue;
+            }
+            if b[i].is_ascii_alphabetic() {
+                let st = i;
+                while i < b.len() && b[i].is_ascii_alphabetic() {
+                    i += 1;
+                }
+                return Some((st, &s[st..i]));
+            }
+            i += 1;
+        }
+        None
+    })
+}
+
 /// A short, one-line text that looks like an answer rather than prose.
 fn is_bare(t: &str) -> bool {
     if t.len() > 120 || t.contains('\n') {
         return false;
     }
-    let b = t.as_bytes();
     let mut words = 0;
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            i += 1;
-            while i < b.len() && b[i].is_ascii_alphabetic() {
-                i += 1;
+    for (_, w) in plain_words(t) {
+        if w.len() >= 2 && !super::expr::is_math_word(w) {
+            if STOP_WORDS.iter().any(|sw| sw.eq_ignore_ascii_case(w)) {
+                return false;
             }
-            continue;
+            words += 1;
         }
-        if b[i].is_ascii_alphabetic() {
-            let s = i;
-            while i < b.len() && b[i].is_ascii_alphabetic() {
-                i += 1;
-            }
-            let w = &t[s..i];
-            if w.len() >= 2 && !super::expr::is_math_word(w) {
-                if STOP_WORDS.iter().any(|sw| sw.eq_ignore_ascii_case(w)) {
-                    return false;
-                }
-                words += 1;
-            }
-            continue;
-        }
-        i += 1;
     }
     words <= 3
 }
