@@ -15,6 +15,24 @@ rm -rf out/bench100k
 du -sh out/bench100k/data
 echo "## curate the 100k corpus"
 "$B" run benches/synth100k.yaml --quiet | tail -6
+echo "## text filters on the 100k corpus (fused segment)"
+cat > out/text100k.yaml <<'YAML'
+name: text100k
+inputs:
+  - path: out/bench100k/data/*.parquet
+    format: parquet
+    columns: {prompt: problem, response: answer, reference: solution, images: images}
+    source: synth
+stages:
+  - filter.truncated: {}
+  - filter.repetition: {}
+  - filter.length: {max_words: 18000}
+  - filter.correct: {}
+  - filter.format: {}
+output:
+  dir: out/text100k-run
+YAML
+"$B" run out/text100k.yaml --quiet | tail -5
 echo "## verifier: the oracle cases repeated 260 times (100,620 cases)"
 python3 - <<'PY'
 import json

@@ -415,6 +415,9 @@ fn run_segment(
         }
     }
     let names: Vec<&str> = segment.iter().map(|(_, s)| s.name()).collect();
+    if segment.iter().skip(1).any(|(_, s)| s.needs_index()) {
+        return Err(Error::Run(format!("internal: a global stage inside segment {}", names.join(" > "))));
+    }
     let ctx = StageContext { images: store };
     let pb = bar(progress, Some(total), &names.join(" > "));
     let last = segment.len() - 1;
@@ -525,7 +528,7 @@ fn run_in_pool(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
     let mut segments: Vec<Vec<usize>> = Vec::new();
     for (i, st) in spec.stages.iter().enumerate() {
         match segments.last_mut() {
-            Some(seg) if !st.build().needs_index() => seg.push(i),
+            Some(seg) if !st.needs_index() => seg.push(i),
             _ => segments.push(vec![i]),
         }
     }
@@ -544,7 +547,7 @@ fn run_in_pool(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
                 for (&i, w) in seg.iter().zip(&works) {
                     clear_stage(&dir, w, &stage_dir_name(i + 1, spec.stages[i].name()))?;
                 }
-                let mut stages: Vec<(usize, Box<dyn Stage>)> = seg.iter().map(|&i| (i + 1, spec.stages[i].build())).collect();
+                let mut stages: Vec<(usize, Box<dyn Stage>)> = seg.iter().map(|&i| Ok((i + 1, spec.stages[i].build()?))).collect::<Result<_>>()?;
                 let t = Instant::now();
                 stats.extend(run_segment(&mut stages, spec, &dir, &prev, &store, opts.progress)?);
                 let names: Vec<&str> = stages.iter().map(|(_, s)| s.name()).collect();

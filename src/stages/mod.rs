@@ -74,18 +74,23 @@ impl StageSpec {
         }
     }
 
-    /// Build the stage.
-    pub fn build(&self) -> Box<dyn Stage> {
-        match self {
+    /// Whether the stage needs an index pass over all rows first (a global stage).
+    pub fn needs_index(&self) -> bool {
+        matches!(self, StageSpec::DedupExact(_))
+    }
+
+    /// Build the stage (loading what it needs, e.g. a tokenizer).
+    pub fn build(&self) -> Result<Box<dyn Stage>> {
+        Ok(match self {
             StageSpec::Validate(c) => Box::new(validate::Validate::new(c.clone())),
-            StageSpec::FilterLength(c) => Box::new(length::Length::new(c.clone())),
+            StageSpec::FilterLength(c) => Box::new(length::Length::new(c.clone())?),
             StageSpec::DedupExact(c) => Box::new(dedup::Exact::new(c.clone())),
             StageSpec::FilterFormat(c) => Box::new(filters::Format::new(c.clone())),
             StageSpec::FilterTruncated(c) => Box::new(filters::Truncated::new(c.clone())),
             StageSpec::FilterRepetition(c) => Box::new(repetition::Repetition::new(c.clone())),
             StageSpec::FilterImage(c) => Box::new(filters::Image::new(c.clone())),
             StageSpec::FilterCorrect(c) => Box::new(filters::Correct::new(c.clone())),
-        }
+        })
     }
 }
 

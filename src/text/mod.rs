@@ -1,4 +1,6 @@
-//! Pure text functions shared by stages: normalisation for matching, word counts.
+//! Pure text functions shared by stages: normalisation for matching, word and token counts.
+
+pub mod tokens;
 
 /// Normalise text for exact matching: Unicode lowercase, runs of whitespace collapsed to one
 /// space, trimmed. Two prompts that differ only in case or spacing normalise equally.

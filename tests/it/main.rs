@@ -8,5 +8,6 @@ mod ingest_layouts;
 mod pipeline;
 mod schemas;
 mod synth;
+mod tokens;
 mod units;
 mod verify;

@@ -1,0 +1,89 @@
+//! Token counting: the bundled tokenizer against its check vectors, image tokens against
+//! transformers' `smart_resize`, and token bounds in `filter.length`.
+
+use cotforge::text::tokens::{TokenCounter, smart_resize};
+
+use crate::common::*;
+
+#[test]
+fn bundled_tokenizer_reproduces_the_check_vectors() {
+    let tk = TokenCounter::bundled().unwrap();
+    let text = std::fs::read_to_string(repo().join("fixtures/tokenizers/qwen2.5/check_vectors.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let vectors = v["vectors"].as_array().unwrap();
+    assert!(vectors.len() >= 50);
+    for case in vectors {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        assert_eq!(tk.ids(text).unwrap(), want, "{text:?}");
+        assert_eq!(tk.count(text).unwrap(), want.len());
+    }
+    // the bundled bytes are the fixture file
+    let file = TokenCounter::from_file(&repo().join("fixtures/tokenizers/qwen2.5/tokenizer.json")).unwrap();
+    assert_eq!(file.blake3, tk.blake3);
+}
+
+#[test]
+fn image_tokens_match_transformers_smart_resize() {
+    let text = std::fs::read_to_string(repo().join("tests/data/tokens/smart_resize.jsonl")).unwrap();
+    let mut n = 0;
+    for line in text.lines() {
+        let c: serde_json::Value = serde_json::from_str(line).unwrap();
+        let g = |k: &str| c[k].as_u64().unwrap();
+        let (h, w) = smart_resize(g("height") as u32, g("width") as u32, g("min_pixels"), g("max_pixels"));
+        assert_eq!((h as u64, w as u64), (g("resized_height"), g("resized_width")), "{line}");
+        assert_eq!(
+            cotforge::text::tokens::image_pad_tokens(g("height") as u32, g("width") as u32, g("min_pixels"), g("max_pixels")),
+            g("tokens")
+        );
+        n += 1;
+    }
+    assert!(n > 3000);
+}
+
+#[test]
+fn length_filter_bounds_tokens_with_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = |stage: &str| {
+        format!(
+            "name: t\ninputs:\n  - path: {}\n    format: parquet\n    columns: {{prompt: problem, response: answer, reference: solution, images: images}}\n    source: s\nstages:\n  - {stage}\noutput:\n  dir: o\n",
+            fixture("layouts/hf/train.parquet")
+        )
+    };
+    // Row 0: prompt "<image>\nWhat is the total shown in the chart?" with a 24x16 image:
+    // smart_resize scales it up to 56x84 (min_pixels 3136) = 6 pad tokens, plus vision
+    // start/end = 8 image tokens.
+    let tk = TokenCounter::bundled().unwrap();
+    let text_tokens = tk.count("\nWhat is the total shown in the chart?").unwrap() as u64;
+    let out = tmp.path().join("a");
+    let spec = write_spec(tmp.path(), &yaml("filter.length: {max_prompt_tokens: 1000}"));
+    let stats = run(&spec, &out, None);
+    let st = &stats.stages[1];
+    assert_eq!(st.rows_out, 4);
+    let img = &st.measured["image_tokens"];
+    assert_eq!(img.count, 4);
+    // red 24x16 -> 56x84: 8; blue 20x20 -> 56x56: 6; red + green 32x12 (-> 56x112: 10) = 18; none
+    assert_eq!(img.sum, 8.0 + 6.0 + 18.0);
+    assert_eq!(img.max, 18.0);
+    let prompt = &st.measured["prompt_tokens"];
+    assert!(prompt.min <= text_tokens as f64 + 8.0);
+    // a bound just under row 0's prompt drops it with the count in the detail
+    let bound = text_tokens + 8 - 1;
+    let spec = write_spec(tmp.path(), &yaml(&format!("filter.length: {{max_prompt_tokens: {bound}}}")));
+    let out = tmp.path().join("b");
+    run(&spec, &out, None);
+    let led = ledger(&out);
+    let row0 = led.iter().find(|e| e.origin.ends_with("#0")).expect("row 0 dropped");
+    assert_eq!(row0.reason, "too_many_tokens");
+    assert!(row0.detail.contains(&format!("prompt has {} tokens", text_tokens + 8)), "{}", row0.detail);
+    // reasoning and answer bounds
+    let spec = write_spec(tmp.path(), &yaml("filter.length: {max_answer_tokens: 3, max_reasoning_tokens: 100000}"));
+    let out = tmp.path().join("c");
+    let stats = run(&spec, &out, None);
+    assert_eq!(stats.stages[1].rows_out, 0, "every answer after </think> is longer than 3 tokens");
+    assert!(ledger(&out).iter().all(|e| e.detail.starts_with("answer has")));
+    // a missing tokenizer file is a spec error
+    let spec = write_spec(tmp.path(), &yaml("filter.length: {max_total_tokens: 10, tokenizer: /no/tokenizer.json}"));
+    let err = cotforge::spec::load(&spec).unwrap_err();
+    assert!(err.to_string().contains("/no/tokenizer.json"), "{err}");
+}
