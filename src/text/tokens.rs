@@ -97,3 +97,21 @@ pub fn image_pad_tokens(height: u32, width: u32, min_pixels: u64, max_pixels: u6
     let (h, w) = smart_resize(height, width, min_pixels, max_pixels);
     (h as u64 * w as u64) / (FACTOR as u64 * FACTOR as u64)
 }
+
+/// Throughput of token counting on `texts`: (raw `tokenizers` `encode_batch_fast` tokens/s,
+/// cotforge's per-row counting as `filter.length` does it, tokens/s, total tokens).
+pub fn bench_counting(tk: &TokenCounter, texts: &[String]) -> Result<(f64, f64, usize)> {
+    use rayon::prelude::*;
+    let t = std::time::Instant::now();
+    let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let enc = tk.inner().encode_batch_fast(inputs, false).map_err(|e| Error::Run(format!("tokenizing: {e}")))?;
+    let raw_total: usize = enc.iter().map(|e| e.len()).sum();
+    let raw = raw_total as f64 / t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let ours_total: usize = texts.par_iter().map(|s| tk.count(s)).collect::<Result<Vec<_>>>()?.into_iter().sum();
+    let ours = ours_total as f64 / t.elapsed().as_secs_f64();
+    if ours_total != raw_total {
+        return Err(Error::Run(format!("token totals differ: {raw_total} (batch) vs {ours_total} (per row)")));
+    }
+    Ok((raw, ours, raw_total))
+}
