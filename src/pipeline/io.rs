@@ -175,6 +175,16 @@ impl PartWriter {
     }
 }
 
+/// Write one DataFrame as the single Parquet file `dest`, atomically.
+pub fn write_parquet(dest: &Path, df: &DataFrame) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let name = dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut w = PartWriter::new(dir, &format!(".{name}"), usize::MAX)?;
+    w.write(df)?;
+    let files = w.finish(df)?;
+    std::fs::rename(&files[0], dest).ctx(|| format!("writing {}", dest.display()))
+}
+
 /// The Parquet part files of a directory, read back in batches. Each file's footer is parsed
 /// once and reused for every batch.
 pub struct PartReader {

@@ -15,7 +15,7 @@ use super::render::{self, Scene, SceneKind};
 use super::rng::Rng;
 use super::text::{self, Answer, Problem};
 use crate::error::{Context, Error, Result};
-use crate::pipeline::io::{PartWriter, atomic_write};
+use crate::pipeline::io::{PartWriter, atomic_write, write_parquet};
 use crate::schema::hf_images_column;
 
 /// Kinds of planted defects, as written in `labels.parquet`.
@@ -465,11 +465,8 @@ fn write_bench(seed: u64, n: usize, out: &Path) -> Result<PathBuf> {
         .map(|(q, a, images)| Row { problem: q, response: a.plain(), solution: a.boxed(), images, defect: None, source_row: None })
         .collect();
     let df = hf_frame(&rows, ["question", "answer", "answer_latex"])?;
-    let mut w = PartWriter::new(&out.join("bench"), "benchmark", usize::MAX)?;
-    w.write(&df)?;
-    let files = w.finish(&df)?;
     let dest = out.join("bench").join("benchmark.parquet");
-    std::fs::rename(&files[0], &dest).ctx(|| format!("renaming {}", files[0].display()))?;
+    write_parquet(&dest, &df)?;
     Ok(dest)
 }
 
@@ -560,10 +557,7 @@ pub fn synth(opts: &SynthOptions, progress: &indicatif::ProgressBar) -> Result<S
         Series::new("source_row".into(), label_rows.iter().map(|r| r.2).collect::<Vec<Option<i64>>>()).into(),
     ])
     .ctx(|| "building labels")?;
-    let mut w = PartWriter::new(out, ".labels", usize::MAX)?;
-    w.write(&df)?;
-    let files = w.finish(&df)?;
-    std::fs::rename(&files[0], &labels).ctx(|| format!("writing {}", labels.display()))?;
+    write_parquet(&labels, &df)?;
     Ok(SynthSummary {
         rows: opts.rows,
         data_files,
@@ -605,11 +599,8 @@ pub fn arith_task(seed: u64, train: usize, test: usize, out: &Path) -> Result<Ve
         let mut df = hf_frame(&rows, ["problem", "answer", "solution"])?;
         df.with_column(Series::new("short_answer".into(), shorts).into_column())
             .map_err(|e| Error::Run(format!("arith task: {e}")))?;
-        let mut w = PartWriter::new(out, &format!(".{split}"), usize::MAX)?;
-        w.write(&df)?;
-        let files = w.finish(&df)?;
         let dest = out.join(format!("{split}.parquet"));
-        std::fs::rename(&files[0], &dest).ctx(|| format!("writing {}", dest.display()))?;
+        write_parquet(&dest, &df)?;
         written.push(dest);
     }
     Ok(written)
