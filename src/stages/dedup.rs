@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{Stage, StageContext, Verdict};
+use super::{Measured, Stage, StageContext, Verdict};
 use crate::error::Result;
 use crate::schema::Trace;
 use crate::text::normalize;
@@ -92,14 +92,14 @@ impl Stage for Exact {
         Ok(())
     }
 
-    fn judge(&self, pos: u64, t: &Trace, _ctx: &StageContext) -> Result<Verdict> {
+    fn judge_measured(&self, pos: u64, t: &Trace, _ctx: &StageContext) -> Result<Measured> {
         match self.first.get(&key(t, &self.on)) {
-            Some((p, kept)) if *p != pos => Ok(Verdict::Drop {
+            Some((p, kept)) if *p != pos => Ok(Measured::only(Verdict::Drop {
                 reason: "duplicate",
                 detail: format!("same normalised {} as {kept}", names(&self.on)),
                 kept_id: Some(kept.clone()),
-            }),
-            _ => Ok(Verdict::Keep),
+            })),
+            _ => Ok(Measured::only(Verdict::Keep)),
         }
     }
 }

@@ -45,10 +45,6 @@ impl Stage for Format {
         "filter.format"
     }
 
-    fn judge(&self, pos: u64, t: &Trace, ctx: &StageContext) -> Result<Verdict> {
-        Ok(self.judge_measured(pos, t, ctx)?.verdict)
-    }
-
     fn judge_measured(&self, _pos: u64, t: &Trace, _ctx: &StageContext) -> Result<Measured> {
         let (open, close) = (self.cfg.open.as_str(), self.cfg.close.as_str());
         let r = &t.response;
@@ -112,19 +108,19 @@ impl Stage for Truncated {
         "filter.truncated"
     }
 
-    fn judge(&self, _pos: u64, t: &Trace, _ctx: &StageContext) -> Result<Verdict> {
+    fn judge_measured(&self, _pos: u64, t: &Trace, _ctx: &StageContext) -> Result<Measured> {
         let r = &t.response;
         let opened = r.rfind(&self.cfg.open);
         if let Some(a) = opened {
             if !r[a..].contains(&self.cfg.close) {
                 let words = r.split_whitespace().count();
-                return Ok(Verdict::drop("unclosed_reasoning", format!("{} is never closed ({words} words)", self.cfg.open)));
+                return Ok(Measured::only(Verdict::drop("unclosed_reasoning", format!("{} is never closed ({words} words)", self.cfg.open))));
             }
         }
         if extract_answer(r).is_none() {
-            return Ok(Verdict::drop("no_final_answer", "no extractable final answer"));
+            return Ok(Measured::only(Verdict::drop("no_final_answer", "no extractable final answer")));
         }
-        Ok(Verdict::Keep)
+        Ok(Measured::only(Verdict::Keep))
     }
 }
 
@@ -178,10 +174,6 @@ impl Image {
 impl Stage for Image {
     fn name(&self) -> &'static str {
         "filter.image"
-    }
-
-    fn judge(&self, pos: u64, t: &Trace, ctx: &StageContext) -> Result<Verdict> {
-        Ok(self.judge_measured(pos, t, ctx)?.verdict)
     }
 
     fn judge_measured(&self, _pos: u64, t: &Trace, _ctx: &StageContext) -> Result<Measured> {
@@ -261,10 +253,6 @@ impl Correct {
 impl Stage for Correct {
     fn name(&self) -> &'static str {
         "filter.correct"
-    }
-
-    fn judge(&self, pos: u64, t: &Trace, ctx: &StageContext) -> Result<Verdict> {
-        Ok(self.judge_measured(pos, t, ctx)?.verdict)
     }
 
     fn judge_measured(&self, _pos: u64, t: &Trace, _ctx: &StageContext) -> Result<Measured> {

@@ -165,10 +165,6 @@ impl Stage for Length {
         "filter.length"
     }
 
-    fn judge(&self, pos: u64, t: &Trace, ctx: &StageContext) -> Result<Verdict> {
-        Ok(self.judge_measured(pos, t, ctx)?.verdict)
-    }
-
     fn judge_measured(&self, _pos: u64, t: &Trace, _ctx: &StageContext) -> Result<Measured> {
         let mut values = Vec::new();
         let verdict = self.judge_text(t);

@@ -7,6 +7,7 @@
 
 pub mod dedup;
 pub mod filters;
+pub mod language;
 pub mod length;
 pub mod repetition;
 pub mod validate;
@@ -44,6 +45,10 @@ pub enum StageSpec {
     /// Bounds on image sides, aspect ratio, pixels and images per row.
     #[serde(rename = "filter.image")]
     FilterImage(filters::ImageConfig),
+    /// Drop traces written (or drifting) outside the expected script: share of letters in the
+    /// expected scripts, and the longest run of letters from other scripts.
+    #[serde(rename = "filter.language")]
+    FilterLanguage(language::LanguageConfig),
     /// Drop traces whose final answer the verifier finds different from the reference.
     #[serde(rename = "filter.correct")]
     FilterCorrect(filters::CorrectConfig),
@@ -61,6 +66,7 @@ impl StageSpec {
             StageSpec::FilterRepetition(_) => "filter.repetition",
             StageSpec::FilterImage(_) => "filter.image",
             StageSpec::FilterCorrect(_) => "filter.correct",
+            StageSpec::FilterLanguage(_) => "filter.language",
         }
     }
 
@@ -70,6 +76,7 @@ impl StageSpec {
             StageSpec::FilterLength(c) => c.check(),
             StageSpec::FilterRepetition(c) => c.check(),
             StageSpec::FilterImage(c) => c.check(),
+            StageSpec::FilterLanguage(c) => c.check(),
             _ => Ok(()),
         }
     }
@@ -90,6 +97,7 @@ impl StageSpec {
             StageSpec::FilterRepetition(c) => Box::new(repetition::Repetition::new(c.clone())),
             StageSpec::FilterImage(c) => Box::new(filters::Image::new(c.clone())),
             StageSpec::FilterCorrect(c) => Box::new(filters::Correct::new(c.clone())),
+            StageSpec::FilterLanguage(c) => Box::new(language::Language::new(c.clone())),
         })
     }
 }
@@ -130,13 +138,19 @@ pub trait Stage: Send + Sync {
 
     /// Judge one row; `pos` is its position in the stage input. Must be a pure function of
     /// its arguments (and the index), so results do not depend on thread count.
-    fn judge(&self, pos: u64, trace: &Trace, ctx: &StageContext) -> Result<Verdict>;
+    fn judge(&self, pos: u64, trace: &Trace, ctx: &StageContext) -> Result<Verdict> {
+        Ok(self.judge_measured(pos, trace, ctx)?.verdict)
+    }
 
     /// Judge one row and report the values measured on the way (e.g. `max_repeats`), which
-    /// the executor collects into per-stage histograms in stats.json. Stages that measure
-    /// something override this; `judge` then usually calls it.
-    fn judge_measured(&self, pos: u64, trace: &Trace, ctx: &StageContext) -> Result<Measured> {
-        Ok(Measured { verdict: self.judge(pos, trace, ctx)?, values: Vec::new() })
+    /// the executor collects into per-stage histograms in stats.json.
+    fn judge_measured(&self, pos: u64, trace: &Trace, ctx: &StageContext) -> Result<Measured>;
+}
+
+impl Measured {
+    /// A verdict with nothing measured.
+    pub fn only(verdict: Verdict) -> Self {
+        Measured { verdict, values: Vec::new() }
     }
 }
 

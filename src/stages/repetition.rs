@@ -178,10 +178,6 @@ impl Stage for Repetition {
         "filter.repetition"
     }
 
-    fn judge(&self, pos: u64, t: &Trace, ctx: &StageContext) -> Result<Verdict> {
-        Ok(self.judge_measured(pos, t, ctx)?.verdict)
-    }
-
     fn judge_measured(&self, _pos: u64, t: &Trace, _ctx: &StageContext) -> Result<Measured> {
         let c = &self.cfg;
         let text = reasoning(&t.response);

@@ -6,7 +6,7 @@ use std::io::Cursor;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Stage, StageContext, Verdict};
+use super::{Measured, Stage, StageContext, Verdict};
 use crate::error::Result;
 use crate::schema::Trace;
 
@@ -53,26 +53,26 @@ impl Stage for Validate {
         "validate"
     }
 
-    fn judge(&self, _pos: u64, t: &Trace, ctx: &StageContext) -> Result<Verdict> {
+    fn judge_measured(&self, _pos: u64, t: &Trace, ctx: &StageContext) -> Result<Measured> {
         if t.prompt.trim().is_empty() {
-            return Ok(Verdict::drop("empty_prompt", "prompt is empty"));
+            return Ok(Measured::only(Verdict::drop("empty_prompt", "prompt is empty")));
         }
         if self.cfg.require_response && t.response.trim().is_empty() {
-            return Ok(Verdict::drop("empty_response", "response is empty"));
+            return Ok(Measured::only(Verdict::drop("empty_response", "response is empty")));
         }
         for (k, img) in t.images.iter().enumerate() {
             if img.id.is_empty() {
-                return Ok(Verdict::drop("missing_image", format!("image {k} `{}` was not found at ingest", img.path)));
+                return Ok(Measured::only(Verdict::drop("missing_image", format!("image {k} `{}` was not found at ingest", img.path))));
             }
         }
         if self.cfg.decode_images {
             for (k, img) in t.images.iter().enumerate() {
                 let bytes = ctx.images.get(&img.id)?;
                 if let Err(e) = decode_check(&bytes) {
-                    return Ok(Verdict::drop("corrupt_image", format!("image {k} `{}` ({}): {e}", img.path, img.id)));
+                    return Ok(Measured::only(Verdict::drop("corrupt_image", format!("image {k} `{}` ({}): {e}", img.path, img.id))));
                 }
             }
         }
-        Ok(Verdict::Keep)
+        Ok(Measured::only(Verdict::Keep))
     }
 }

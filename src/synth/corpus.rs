@@ -30,21 +30,22 @@ pub const DEFECT_KINDS: &[&str] = &[
     "shared_image",
     "invalid_utf8",
     "contamination",
+    "language_drift",
 ];
 
 /// Rate of each defect kind (fraction of rows), indexed like [`DEFECT_KINDS`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct DefectRates(pub [f64; 10]);
+pub struct DefectRates(pub [f64; 11]);
 
 impl DefectRates {
     /// No defects: a clean corpus.
     pub fn none() -> Self {
-        Self([0.0; 10])
+        Self([0.0; 11])
     }
 
     /// The default mix: about 25% of rows carry one defect.
     pub fn default_rates() -> Self {
-        Self([0.04, 0.03, 0.03, 0.04, 0.03, 0.01, 0.01, 0.03, 0.01, 0.02])
+        Self([0.04, 0.03, 0.03, 0.04, 0.03, 0.01, 0.01, 0.03, 0.01, 0.02, 0.01])
     }
 
     /// `default`, `none`, or `kind=rate,kind=rate` (kinds not named are 0).
@@ -291,6 +292,32 @@ fn plant_loop(response: &str, rng: &mut Rng) -> String {
     out
 }
 
+/// Phrases of the planted language drift (Chinese, as Qwen-family teachers drift into).
+const DRIFT_PHRASES: &[&str] = &[
+    "我们需要", "计算", "这个图形", "图中的", "长度", "面积", "所以", "因此", "首先", "然后", "检查一下", "结果",
+    "等于", "看起来", "是正确的", "让我们", "再想一想", "已知条件", "可以得到", "另外",
+];
+
+/// Switch the reasoning into Chinese for 3 to 6 sentences at a sentence boundary (the answer
+/// after `</think>` stays as it was).
+fn plant_drift(response: &str, rng: &mut Rng) -> String {
+    let end = response.find("</think>").unwrap_or(response.len());
+    let bounds: Vec<usize> = response[..end].match_indices(". ").map(|(i, _)| i + 2).collect();
+    let at = if bounds.is_empty() { end } else { bounds[rng.below(bounds.len())] };
+    let mut drift = String::new();
+    for _ in 0..rng.range(3, 6) {
+        for k in 0..rng.range(4, 8) {
+            if k > 0 && rng.chance(0.3) {
+                drift.push('，');
+            }
+            drift.push_str(DRIFT_PHRASES[rng.below(DRIFT_PHRASES.len())]);
+        }
+        drift.push('。');
+    }
+    drift.push(' ');
+    format!("{}{drift}{}", &response[..at], &response[at..])
+}
+
 /// Cut a trace in its middle: no closing tag, no final answer.
 fn truncate_trace(response: &str, rng: &mut Rng) -> String {
     let end = response.find("</think>").unwrap_or(response.len());
@@ -403,6 +430,7 @@ pub fn row(seed: u64, i: u64, rates: &DefectRates, n_bench: usize) -> Row {
             match kind {
                 "truncated" => response = truncate_trace(&response, &mut rng),
                 "loop" => response = plant_loop(&response, &mut rng),
+                "language_drift" => response = plant_drift(&response, &mut rng),
                 "corrupt_image" => {
                     let k = rng.below(images.len());
                     images[k].bytes = corrupt(&images[k].bytes, &mut rng);

@@ -118,3 +118,18 @@ pub fn demo_yaml(extra_top: &str) -> String {
     let text = text.replace("fixtures/", &format!("{}/", repo().join("fixtures").display()));
     format!("{text}{extra_top}")
 }
+
+/// Planted defects of a synth corpus directory: row -> (kind, source row).
+pub fn synth_labels(dir: &Path) -> BTreeMap<u64, (String, Option<i64>)> {
+    let f = std::fs::File::open(dir.join("labels.parquet")).unwrap();
+    let df = ParquetReader::new(f).finish().unwrap();
+    let rows: Vec<u64> = df.column("row").unwrap().u64().unwrap().iter().map(|v| v.unwrap()).collect();
+    let src: Vec<Option<i64>> = df.column("source_row").unwrap().i64().unwrap().iter().collect();
+    let kinds = df.column("defects").unwrap().list().unwrap().clone();
+    (0..rows.len())
+        .map(|i| {
+            let k = kinds.get_as_series(i).unwrap();
+            (rows[i], (k.str().unwrap().get(0).unwrap().to_string(), src[i]))
+        })
+        .collect()
+}

@@ -124,18 +124,61 @@ fn correct_filter_uses_the_verifier() {
 }
 
 #[test]
+fn language_filter_share_and_runs() {
+    let f = "filter.language: {}";
+    let en = "<think>We add the two lengths of the triangle sides, then check with π r squared.</think> \\boxed{5}";
+    assert_eq!(reason(&judge(f, &trace("q", en, None))), "keep");
+    // a few sentences of Chinese inside an English trace: share stays high, the run does not
+    let english = "We add the two lengths of the triangle sides, then we check the area of the figure again carefully. ".repeat(4);
+    let drift = format!("<think>{english}所以我们需要计算这个图形的面积，然后检查一下。 So it is 5.</think> \\boxed{{5}}");
+    let v = judge(f, &trace("q", &drift, None));
+    assert_eq!(reason(&v), "mixed_script", "{v:?}");
+    let Verdict::Drop { detail, .. } = v else { unreachable!() };
+    assert!(detail.contains("所以我们需要"), "{detail}");
+    // a mostly Russian trace fails the share
+    let ru = "<think>Сначала сложим длины сторон треугольника и проверим ответ снова.</think> \\boxed{5}";
+    assert_eq!(reason(&judge(f, &trace("q", ru, None))), "wrong_script");
+    assert_eq!(reason(&judge("filter.language: {language: ru}", &trace("q", ru, None))), "keep");
+    assert_eq!(reason(&judge("filter.language: {language: ru}", &trace("q", en, None))), "wrong_script");
+    // Japanese mixes Han and kana; both are expected for `ja`
+    let ja = "<think>三角形の辺の長さを足して、面積を計算します。答えは五です。</think> \\boxed{5}";
+    assert_eq!(reason(&judge("filter.language: {language: ja, max_foreign_run: 4}", &trace("q", ja, None))), "keep");
+    assert_eq!(reason(&judge("filter.language: {language: zh}", &trace("q", ja, None))), "wrong_script");
+    assert_eq!(reason(&judge("filter.language: {language: zh, min_share: 0.4}", &trace("q", ja, None))), "keep");
+    // short texts are not judged; fields are checked together
+    assert_eq!(reason(&judge(f, &trace("q", "<think>好</think> 5", None))), "keep");
+    let both = "filter.language: {fields: [prompt, response], max_foreign_run: 3, min_share: 0}";
+    assert_eq!(reason(&judge(both, &trace("这个图形的面积是多少", en, None))), "mixed_script");
+}
+
+#[test]
+fn language_filter_config_errors() {
+    let bad = |stage: &str| {
+        let yaml = format!(
+            "name: x\ninputs:\n  - path: {}\n    format: jsonl\n    layout: sharegpt\n    source: s\nstages:\n  - {stage}\noutput:\n  dir: o\n",
+            fixture("layouts/sharegpt/data.jsonl")
+        );
+        parse(std::path::Path::new("t.yaml"), &yaml).unwrap_err().to_string()
+    };
+    assert!(bad("filter.language: {language: xx}").contains("unknown language `xx`"));
+    assert!(bad("filter.language: {language: en, scripts: [Latin]}").contains("not both"));
+    assert!(bad("filter.language: {scripts: [Klingon]}").contains("Klingon"));
+    assert!(bad("filter.language: {min_share: 1.5}").contains("min_share"));
+}
+
+#[test]
 fn filters_catch_planted_defects_on_a_synth_corpus() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("corpus");
     let rates = DefectRates::parse(
-        "truncated=0.06,loop=0.06,wrong_answer=0.06,overlong=0.02,corrupt_image=0.03,near_duplicate=0.03,shared_image=0.03,contamination=0.03",
+        "truncated=0.06,loop=0.06,wrong_answer=0.06,overlong=0.02,corrupt_image=0.03,near_duplicate=0.03,shared_image=0.03,contamination=0.03,language_drift=0.03",
     )
     .unwrap();
     let n = 1500;
     let opts = SynthOptions { rows: n, seed: 9, out: data.clone(), layout: SynthLayout::Columns, defects: rates, batch_rows: 128 };
     corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap();
     let yaml = format!(
-        "name: f\ninputs:\n  - path: {}/data/*.parquet\n    format: parquet\n    columns: {{prompt: problem, response: answer, reference: solution, images: images}}\n    source: synth\nstages:\n  - validate: {{}}\n  - filter.truncated: {{}}\n  - filter.repetition: {{}}\n  - filter.length: {{max_words: 18000}}\n  - filter.correct: {{}}\n  - filter.format: {{}}\noutput:\n  dir: o\n",
+        "name: f\ninputs:\n  - path: {}/data/*.parquet\n    format: parquet\n    columns: {{prompt: problem, response: answer, reference: solution, images: images}}\n    source: synth\nstages:\n  - validate: {{}}\n  - filter.truncated: {{}}\n  - filter.repetition: {{}}\n  - filter.length: {{max_words: 18000}}\n  - filter.correct: {{}}\n  - filter.format: {{}}\n  - filter.language: {{}}\noutput:\n  dir: o\n",
         data.display()
     );
     let spec = write_spec(tmp.path(), &yaml);
@@ -147,13 +190,14 @@ fn filters_catch_planted_defects_on_a_synth_corpus() {
         .iter()
         .map(|e| (e.origin.rsplit('#').next().unwrap().parse::<u64>().unwrap(), e.stage.clone()))
         .collect();
-    let labels = labels_of(&data);
+    let labels: Vec<(u64, String)> = synth_labels(&data).into_iter().map(|(r, (k, _))| (r, k)).collect();
     let target = [
         ("truncated", "filter.truncated"),
         ("loop", "filter.repetition"),
         ("overlong", "filter.length"),
         ("wrong_answer", "filter.correct"),
         ("corrupt_image", "validate"),
+        ("language_drift", "filter.language"),
     ];
     for (kind, stage) in target {
         let rows: Vec<u64> = labels.iter().filter(|(_, k)| k.as_str() == kind).map(|(r, _)| *r).collect();
@@ -172,15 +216,4 @@ fn filters_catch_planted_defects_on_a_synth_corpus() {
     let h = &rep.measured["max_passage_repeats"];
     assert_eq!(h.count, rep.rows_in);
     assert!(h.max >= 3.0);
-}
-
-fn labels_of(dir: &std::path::Path) -> Vec<(u64, String)> {
-    use polars::prelude::*;
-    let df = ParquetReader::new(std::fs::File::open(dir.join("labels.parquet")).unwrap()).finish().unwrap();
-    let rows: Vec<u64> = df.column("row").unwrap().u64().unwrap().iter().map(|v| v.unwrap()).collect();
-    let kinds = df.column("defects").unwrap().list().unwrap().clone();
-    rows.iter()
-        .enumerate()
-        .map(|(i, r)| (*r, kinds.get_as_series(i).unwrap().str().unwrap().get(0).unwrap().to_string()))
-        .collect()
 }

@@ -5,19 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use crate::common::*;
 
 /// Planted defects of the synthetic fixture (row -> (kind, source row)).
-fn synth_labels() -> BTreeMap<u64, (String, Option<i64>)> {
-    use polars::prelude::*;
-    let f = std::fs::File::open(repo().join("fixtures/synth/labels.parquet")).unwrap();
-    let df = ParquetReader::new(f).finish().unwrap();
-    let rows: Vec<u64> = df.column("row").unwrap().u64().unwrap().iter().map(|v| v.unwrap()).collect();
-    let src: Vec<Option<i64>> = df.column("source_row").unwrap().i64().unwrap().iter().collect();
-    let kinds = df.column("defects").unwrap().list().unwrap().clone();
-    (0..rows.len())
-        .map(|i| {
-            let k = kinds.get_as_series(i).unwrap();
-            (rows[i], (k.str().unwrap().get(0).unwrap().to_string(), src[i]))
-        })
-        .collect()
+fn fixture_labels() -> BTreeMap<u64, (String, Option<i64>)> {
+    synth_labels(&repo().join("fixtures/synth"))
 }
 
 #[test]
@@ -28,7 +17,7 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
     let stats = run(&spec, &out, None);
     let kept = curated(&out);
     let led = ledger(&out);
-    let labels = synth_labels();
+    let labels = fixture_labels();
     let count = |k: &str| labels.values().filter(|(kind, _)| kind == k).count();
     let synth_rows = 200;
     // 6 layout inputs x 4 traces + 8 defect lines + the synthetic corpus
@@ -65,6 +54,7 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
         (("filter.repetition", "repeated_passage"), 1 + count("loop")),
         (("filter.length", "too_long"), count("overlong")),
         (("filter.correct", "wrong_answer"), count("wrong_answer")),
+        (("filter.language", "mixed_script"), count("language_drift")),
         (("dedup.exact", "duplicate"), 21 + count("exact_duplicate") + bench_repeats),
     ]
     .into_iter()
@@ -83,6 +73,7 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
             "truncated" => Some("unclosed_reasoning"),
             "loop" => Some("repeated_passage"),
             "wrong_answer" => Some("wrong_answer"),
+            "language_drift" => Some("mixed_script"),
             _ => None,
         };
         match want_reason {

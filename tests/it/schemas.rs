@@ -27,6 +27,7 @@ fn spec_schema_knows_every_stage() {
         "filter.repetition",
         "filter.image",
         "filter.correct",
+        "filter.language",
     ] {
         assert!(schema.contains(&format!("\"{stage}\"")), "{stage} missing from the spec schema");
     }

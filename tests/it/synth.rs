@@ -6,6 +6,8 @@ use std::path::Path;
 use cotforge::synth::corpus::{self, DEFECT_KINDS, DefectRates, SynthLayout, SynthOptions};
 use polars::prelude::*;
 
+use crate::common::synth_labels;
+
 fn make(out: &Path, rows: usize, seed: u64, layout: SynthLayout, defects: DefectRates) -> corpus::SynthSummary {
     let opts = SynthOptions { rows, seed, out: out.to_path_buf(), layout, defects, batch_rows: 64 };
     corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap()
@@ -34,21 +36,6 @@ fn read_hf(path: &Path, cols: [&str; 3]) -> Vec<HfRow> {
         .collect()
 }
 
-fn labels(out: &Path) -> HashMap<u64, (String, Option<i64>)> {
-    let df = ParquetReader::new(std::fs::File::open(out.join("labels.parquet")).unwrap()).finish().unwrap();
-    let rows: Vec<u64> = df.column("row").unwrap().u64().unwrap().iter().map(|v| v.unwrap()).collect();
-    let src: Vec<Option<i64>> = df.column("source_row").unwrap().i64().unwrap().iter().collect();
-    let kinds = df.column("defects").unwrap().list().unwrap().clone();
-    rows.iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let k = kinds.get_as_series(i).unwrap();
-            let k = k.str().unwrap().get(0).unwrap().to_string();
-            (*r, (k, src[i]))
-        })
-        .collect()
-}
-
 fn words(s: &str) -> usize {
     s.split_whitespace().count()
 }
@@ -69,6 +56,19 @@ fn has_loop(s: &str) -> bool {
 
 fn decodes(b: &[u8]) -> bool {
     cotforge::stages::validate::decode_check(b).is_ok()
+}
+
+#[test]
+fn bundled_synth_fixture_is_what_synth_writes() {
+    // fixtures/synth is `cotforge synth --rows 200 --seed 42`; regenerate it when synth changes
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("s");
+    let opts = SynthOptions { rows: 200, seed: 42, out: out.clone(), layout: SynthLayout::Columns, defects: DefectRates::default_rates(), batch_rows: 256 };
+    corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap();
+    for f in ["data/train-00000.parquet", "labels.parquet", "bench/benchmark.parquet"] {
+        let fixture = crate::common::repo().join("fixtures/synth").join(f);
+        assert!(std::fs::read(out.join(f)).unwrap() == std::fs::read(&fixture).unwrap(), "{} is stale", fixture.display());
+    }
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn planted_defects_match_their_rates_and_their_labels() {
     let out = tmp.path().join("c");
     // 5% of each kind except overlong (costly to generate) and invalid_utf8 (JSONL only)
     let rates = DefectRates::parse(
-        "exact_duplicate=0.06,near_duplicate=0.06,truncated=0.06,wrong_answer=0.06,loop=0.06,overlong=0.01,corrupt_image=0.06,shared_image=0.06,contamination=0.06",
+        "exact_duplicate=0.06,near_duplicate=0.06,truncated=0.06,wrong_answer=0.06,loop=0.06,overlong=0.01,corrupt_image=0.06,shared_image=0.06,contamination=0.06,language_drift=0.05",
     )
     .unwrap();
     let n = 600;
@@ -102,7 +102,7 @@ fn planted_defects_match_their_rates_and_their_labels() {
     let rows = read_hf(&sum.data_files[0], ["problem", "answer", "solution"]);
     let bench = read_hf(&sum.bench, ["question", "answer", "answer_latex"]);
     assert_eq!(rows.len(), n);
-    let labels = labels(&out);
+    let labels = synth_labels(&out);
     let mut count: HashMap<&str, usize> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
         let label = labels.get(&(i as u64));
@@ -125,6 +125,12 @@ fn planted_defects_match_their_rates_and_their_labels() {
                 assert!(!r.answer.contains(&format!("So the answer is {}.", r.solution)), "row {i}");
             }
             "loop" => assert!(has_loop(&r.answer), "row {i}"),
+            "language_drift" => {
+                assert!(closed, "row {i}");
+                let reasoning = &r.answer[..r.answer.find("</think>").unwrap()];
+                assert!(reasoning.chars().filter(|c| ('\u{4E00}'..='\u{9FFF}').contains(c)).count() >= 24, "row {i}");
+                assert!(r.answer.contains(&format!("So the answer is {}.", r.solution)), "row {i}");
+            }
             "overlong" => assert!(words(&r.answer) >= 20_000, "row {i}"),
             "corrupt_image" => assert!(r.images.iter().any(|b| !decodes(b)), "row {i}"),
             "exact_duplicate" => {
@@ -160,7 +166,7 @@ fn planted_defects_match_their_rates_and_their_labels() {
         assert!((got - want).abs() <= 4.0 * sd + 2.0, "{kind}: {got} planted, {want} expected");
     }
     let clean = count["clean"] as f64;
-    assert!((clean - n as f64 * 0.49).abs() < 60.0, "{clean} clean rows");
+    assert!((clean - n as f64 * 0.44).abs() < 60.0, "{clean} clean rows");
 }
 
 #[test]
@@ -168,7 +174,7 @@ fn sharegpt_layout_plants_invalid_utf8_lines() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("s");
     make(&out, 200, 5, SynthLayout::Sharegpt, DefectRates::parse("invalid_utf8=0.1,corrupt_image=0.05").unwrap());
-    let labels = labels(&out);
+    let labels = synth_labels(&out);
     let body = std::fs::read(out.join("data.jsonl")).unwrap();
     let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 200);
