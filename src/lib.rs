@@ -6,6 +6,7 @@
 //! [`pipeline`] executor.
 
 pub mod error;
+pub mod imagehash;
 pub mod ingest;
 pub mod inspect;
 pub mod pipeline;

@@ -6,9 +6,12 @@
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Context, Result};
+use crate::imagehash::Fingerprint;
 use crate::pipeline::io::atomic_write;
 use crate::schema::ImageRef;
 
@@ -26,6 +29,8 @@ pub enum ImageSource {
 pub struct ImageStore {
     root: PathBuf,
     counter: AtomicU64,
+    /// Image fingerprints computed so far (None: the image does not decode).
+    fingerprints: Mutex<HashMap<String, Option<Arc<Fingerprint>>>>,
 }
 
 /// Content id of image bytes: the first 128 bits of blake3, in hex.
@@ -47,7 +52,7 @@ impl ImageStore {
     /// Open (and create) the store under `root`.
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).ctx(|| format!("creating image store {}", root.display()))?;
-        Ok(Self { root: root.to_path_buf(), counter: AtomicU64::new(0) })
+        Ok(Self { root: root.to_path_buf(), counter: AtomicU64::new(0), fingerprints: Mutex::new(HashMap::new()) })
     }
 
     /// Path of an image in the store.
@@ -59,6 +64,22 @@ impl ImageStore {
     pub fn get(&self, id: &str) -> Result<Vec<u8>> {
         let p = self.path_of(id);
         std::fs::read(&p).ctx(|| format!("reading stored image {}", p.display()))
+    }
+
+    /// The fingerprint (perceptual hash and thumbnail, [`crate::imagehash`]) of a stored image,
+    /// computed once per run; None when the image is missing or does not decode.
+    pub fn fingerprint(&self, id: &str) -> Option<Arc<Fingerprint>> {
+        if id.is_empty() {
+            return None;
+        }
+        if let Some(f) = self.fingerprints.lock().ok().and_then(|m| m.get(id).cloned()) {
+            return f;
+        }
+        let f = self.get(id).ok().and_then(|b| crate::imagehash::fingerprint(&b).ok()).map(Arc::new);
+        if let Ok(mut m) = self.fingerprints.lock() {
+            m.insert(id.to_string(), f.clone());
+        }
+        f
     }
 
     /// Store bytes under their content id (once) and return the reference.

@@ -33,7 +33,7 @@ use crate::error::{Context, Error, Result};
 use crate::ingest::{self, ImageStore, RawRow};
 use crate::schema::{self, LedgerEntry, Trace};
 use crate::spec::Spec;
-use crate::stages::{Measured, Stage, StageContext, Verdict};
+use crate::stages::{IndexContext, Measured, Stage, StageContext, Verdict};
 use io::{PartReader, PartWriter, atomic_write};
 
 /// Rows per part file of intermediate (work) outputs.
@@ -400,18 +400,22 @@ fn run_segment(
     let started = Instant::now();
     let input = PartReader::open(prev)?;
     let total = input.rows() as u64;
-    if let Some((_, first)) = segment.first_mut() {
+    if let Some((first_index, first)) = segment.first_mut() {
         if first.needs_index() {
             let pb = bar(progress, Some(total), &format!("{} (index)", first.name()));
+            let index_dir = dir.join("work").join(stage_dir_name(*first_index, first.name())).join("index");
+            std::fs::create_dir_all(&index_dir).ctx(|| format!("creating {}", index_dir.display()))?;
+            let ictx = IndexContext { images: store, dir: &index_dir };
             let mut pos = 0u64;
             input.for_each_batch(spec.batch_rows, |df| {
                 let batch = schema::traces_from_df(&df)?;
-                first.index(pos, &batch)?;
+                first.index(pos, &batch, &ictx)?;
                 pos += batch.len() as u64;
                 pb.inc(batch.len() as u64);
                 Ok(())
             })?;
             pb.finish_and_clear();
+            first.finish_index(&ictx)?;
         }
     }
     let names: Vec<&str> = segment.iter().map(|(_, s)| s.name()).collect();
@@ -547,7 +551,7 @@ fn run_in_pool(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
                 for (&i, w) in seg.iter().zip(&works) {
                     clear_stage(&dir, w, &stage_dir_name(i + 1, spec.stages[i].name()))?;
                 }
-                let mut stages: Vec<(usize, Box<dyn Stage>)> = seg.iter().map(|&i| Ok((i + 1, spec.stages[i].build()?))).collect::<Result<_>>()?;
+                let mut stages: Vec<(usize, Box<dyn Stage>)> = seg.iter().map(|&i| Ok((i + 1, spec.stages[i].build(&StageContext { images: &store })?))).collect::<Result<_>>()?;
                 let t = Instant::now();
                 stats.extend(run_segment(&mut stages, spec, &dir, &prev, &store, opts.progress)?);
                 let names: Vec<&str> = stages.iter().map(|(_, s)| s.name()).collect();

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{Measured, Stage, StageContext, Verdict};
+use super::{IndexContext, Measured, Stage, StageContext, Verdict};
 use crate::error::Result;
 use crate::schema::Trace;
 use crate::text::normalize;
@@ -83,7 +83,7 @@ impl Stage for Exact {
         true
     }
 
-    fn index(&mut self, first: u64, batch: &[Trace]) -> Result<()> {
+    fn index(&mut self, first: u64, batch: &[Trace], _ctx: &IndexContext) -> Result<()> {
         use rayon::prelude::*;
         let keys: Vec<u128> = batch.par_iter().map(|t| key(t, &self.on)).collect();
         for (i, (k, t)) in keys.into_iter().zip(batch).enumerate() {

@@ -249,44 +249,48 @@ impl Language {
         let (mut run, mut run_start) = (0usize, (0usize, 0usize));
         let (mut longest, mut longest_at) = (0usize, (0usize, 0usize));
         for (f, text) in texts.iter().enumerate() {
-            let mut it = text.char_indices().peekable();
-            let mut prev_ascii_letter = false;
-            while let Some((i, c)) = it.next() {
-                let s = if c.is_ascii_alphabetic() {
-                    let next_letter = it.peek().is_some_and(|&(_, d)| d.is_ascii_alphabetic());
-                    let lone = !prev_ascii_letter && !next_letter;
-                    prev_ascii_letter = true;
-                    if lone {
-                        continue; // a variable such as `x`, notation in any language
+            let b = text.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                let c = b[i];
+                let (script, n, at) = if c.is_ascii_alphabetic() {
+                    // a whole ASCII word at once; a lone letter is a variable such as `x`,
+                    // notation in any language
+                    let start = i;
+                    while i < b.len() && b[i].is_ascii_alphabetic() {
+                        i += 1;
                     }
-                    Script::Latin
-                } else {
-                    prev_ascii_letter = false;
-                    let skip = match c {
-                        '\\' => text[i + 1..].bytes().take_while(u8::is_ascii_alphabetic).count(),
-                        '<' => tag_len(&text[i + 1..]),
-                        _ => 0,
-                    };
-                    if skip > 0 {
-                        for _ in 0..skip {
-                            it.next(); // LaTeX command names and <tags> are markup, ASCII only
-                        }
+                    if i - start == 1 {
                         continue;
                     }
-                    match script_of(c) {
-                        Some(s) => s,
+                    (Script::Latin, i - start, start)
+                } else if c < 0x80 {
+                    i += 1;
+                    // LaTeX command names and <tags> are markup, ASCII only
+                    i += match c {
+                        b'\\' => b[i..].iter().take_while(|x| x.is_ascii_alphabetic()).count(),
+                        b'<' => tag_len(&text[i..]),
+                        _ => 0,
+                    };
+                    continue;
+                } else {
+                    let ch = text[i..].chars().next().unwrap_or(' ');
+                    let at = i;
+                    i += ch.len_utf8();
+                    match script_of(ch) {
+                        Some(s) => (s, 1, at),
                         None => continue,
                     }
                 };
-                counts.letters[s.index()] += 1;
-                match self.roles[s.index()] {
+                counts.letters[script.index()] += n as u64;
+                match self.roles[script.index()] {
                     Role::Expected => run = 0,
                     Role::Neutral => {}
                     Role::Foreign => {
                         if run == 0 {
-                            run_start = (f, i);
+                            run_start = (f, at);
                         }
-                        run += 1;
+                        run += n;
                         if run > longest {
                             longest = run;
                             longest_at = run_start;

@@ -120,7 +120,23 @@ impl Length {
         let (min_px, max_px) = (c.min_pixels.unwrap_or(DEFAULT_MIN_PIXELS), c.max_pixels.unwrap_or(DEFAULT_MAX_PIXELS));
         let image_tokens: u64 = t.images.iter().map(|i| image_pad_tokens(i.height, i.width, min_px, max_px) + 2).sum();
         let prompt = tk.count(&t.prompt.replace("<image>", ""))? as u64 + image_tokens;
-        let response = tk.count(&t.response)? as u64;
+        let r = &t.response;
+        let split = c.max_reasoning_tokens.is_some() || c.max_answer_tokens.is_some();
+        let (response, parts) = if split {
+            // reasoning and answer counted inside one encoding of the whole response
+            let (reasoning, answer) = match r.find("</think>") {
+                Some(b) => {
+                    let reasoning = super::repetition::reasoning(r);
+                    let start = reasoning.as_ptr() as usize - r.as_ptr() as usize;
+                    (start..(start + reasoning.len()).min(b), b + "</think>".len()..r.len())
+                }
+                None => (0..0, 0..r.len()),
+            };
+            let (n, parts) = tk.count_spans(r, &[reasoning, answer])?;
+            (n as u64, parts)
+        } else {
+            (tk.count(r)? as u64, Vec::new())
+        };
         let total = prompt + response;
         values.extend([
             ("image_tokens", image_tokens as f64),
@@ -128,20 +144,13 @@ impl Length {
             ("response_tokens", response as f64),
             ("total_tokens", total as f64),
         ]);
-        let (reasoning, answer) = match t.response.find("</think>") {
-            Some(b) => (super::repetition::reasoning(&t.response), &t.response[b + "</think>".len()..]),
-            None => ("", t.response.as_str()),
-        };
         let mut checks: Vec<(&'static str, u64, Option<usize>)> = vec![("prompt", prompt, c.max_prompt_tokens)];
-        if c.max_reasoning_tokens.is_some() {
-            let n = tk.count(reasoning)? as u64;
-            values.push(("reasoning_tokens", n as f64));
-            checks.push(("reasoning", n, c.max_reasoning_tokens));
-        }
-        if c.max_answer_tokens.is_some() {
-            let n = tk.count(answer)? as u64;
-            values.push(("answer_tokens", n as f64));
-            checks.push(("answer", n, c.max_answer_tokens));
+        if split {
+            let (reasoning, answer) = (parts[0] as u64, parts[1] as u64);
+            values.push(("reasoning_tokens", reasoning as f64));
+            values.push(("answer_tokens", answer as f64));
+            checks.push(("reasoning", reasoning, c.max_reasoning_tokens));
+            checks.push(("answer", answer, c.max_answer_tokens));
         }
         checks.push(("total", total, c.max_total_tokens));
         for (what, n, max) in checks {

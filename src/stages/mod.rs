@@ -5,10 +5,13 @@
 //! (`needs_index`) first see every row once in input order through [`Stage::index`], building a
 //! compact index (hashes, never whole rows); the executor then asks them to judge row by row.
 
+pub mod decontam;
 pub mod dedup;
 pub mod filters;
+pub mod imagedup;
 pub mod language;
 pub mod length;
+pub mod neardup;
 pub mod repetition;
 pub mod validate;
 
@@ -42,6 +45,18 @@ pub enum StageSpec {
     /// Gopher-style duplicate line / paragraph / top n-gram ratios.
     #[serde(rename = "filter.repetition")]
     FilterRepetition(repetition::RepetitionConfig),
+    /// Drop near-duplicates by MinHash LSH on prompt (or reasoning) text, by default only when
+    /// their images match too; keeps the first row of each cluster in input order.
+    #[serde(rename = "dedup.minhash")]
+    DedupMinhash(neardup::MinhashConfig),
+    /// Drop rows whose images repeat an earlier kept row's (perceptual hash within a radius),
+    /// optionally only with the same prompt.
+    #[serde(rename = "dedup.image")]
+    DedupImage(imagedup::ImageDedupConfig),
+    /// Drop rows containing a benchmark question (word n-grams), with its image when the
+    /// benchmark item has one.
+    #[serde(rename = "decontaminate")]
+    Decontaminate(decontam::DecontamConfig),
     /// Bounds on image sides, aspect ratio, pixels and images per row.
     #[serde(rename = "filter.image")]
     FilterImage(filters::ImageConfig),
@@ -61,6 +76,9 @@ impl StageSpec {
             StageSpec::Validate(_) => "validate",
             StageSpec::FilterLength(_) => "filter.length",
             StageSpec::DedupExact(_) => "dedup.exact",
+            StageSpec::DedupMinhash(_) => "dedup.minhash",
+            StageSpec::DedupImage(_) => "dedup.image",
+            StageSpec::Decontaminate(_) => "decontaminate",
             StageSpec::FilterFormat(_) => "filter.format",
             StageSpec::FilterTruncated(_) => "filter.truncated",
             StageSpec::FilterRepetition(_) => "filter.repetition",
@@ -77,21 +95,27 @@ impl StageSpec {
             StageSpec::FilterRepetition(c) => c.check(),
             StageSpec::FilterImage(c) => c.check(),
             StageSpec::FilterLanguage(c) => c.check(),
+            StageSpec::DedupMinhash(c) => c.check(),
+            StageSpec::DedupImage(c) => c.check(),
+            StageSpec::Decontaminate(c) => c.check(),
             _ => Ok(()),
         }
     }
 
     /// Whether the stage needs an index pass over all rows first (a global stage).
     pub fn needs_index(&self) -> bool {
-        matches!(self, StageSpec::DedupExact(_))
+        matches!(self, StageSpec::DedupExact(_) | StageSpec::DedupMinhash(_) | StageSpec::DedupImage(_))
     }
 
-    /// Build the stage (loading what it needs, e.g. a tokenizer).
-    pub fn build(&self) -> Result<Box<dyn Stage>> {
+    /// Build the stage (loading what it needs, e.g. a tokenizer or benchmark files).
+    pub fn build(&self, ctx: &StageContext) -> Result<Box<dyn Stage>> {
         Ok(match self {
             StageSpec::Validate(c) => Box::new(validate::Validate::new(c.clone())),
             StageSpec::FilterLength(c) => Box::new(length::Length::new(c.clone())?),
             StageSpec::DedupExact(c) => Box::new(dedup::Exact::new(c.clone())),
+            StageSpec::DedupMinhash(c) => Box::new(neardup::Minhash::new(c.clone())),
+            StageSpec::DedupImage(c) => Box::new(imagedup::ImageDedup::new(c.clone())),
+            StageSpec::Decontaminate(c) => Box::new(decontam::Decontaminate::new(c.clone(), ctx.images)?),
             StageSpec::FilterFormat(c) => Box::new(filters::Format::new(c.clone())),
             StageSpec::FilterTruncated(c) => Box::new(filters::Truncated::new(c.clone())),
             StageSpec::FilterRepetition(c) => Box::new(repetition::Repetition::new(c.clone())),
@@ -120,6 +144,13 @@ pub struct StageContext<'a> {
     pub images: &'a ImageStore,
 }
 
+/// What a global stage's index pass may use: the images, and a directory of its own for what it
+/// writes to disk (signatures), inside the stage's work directory.
+pub struct IndexContext<'a> {
+    pub images: &'a ImageStore,
+    pub dir: &'a std::path::Path,
+}
+
 /// A pipeline stage.
 pub trait Stage: Send + Sync {
     /// Name as in the spec (also the ledger's `stage` column).
@@ -132,7 +163,13 @@ pub trait Stage: Send + Sync {
 
     /// Index pass: called with consecutive batches in input order; `first` is the position of
     /// the batch's first row in the stage input.
-    fn index(&mut self, _first: u64, _batch: &[Trace]) -> Result<()> {
+    fn index(&mut self, _first: u64, _batch: &[Trace], _ctx: &IndexContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once after the last [`Stage::index`] call, before any row is judged (e.g. to
+    /// cluster the signatures the index pass wrote).
+    fn finish_index(&mut self, _ctx: &IndexContext) -> Result<()> {
         Ok(())
     }
 

@@ -254,22 +254,49 @@ const EDITS: &[(&str, &str)] = &[
     ("shapes", "figures"),
 ];
 
-/// 1-3 small word edits of a prompt (always at least one change).
+/// Jaccard similarity of two prompts as `dedup.minhash` measures it by default (character
+/// 5-grams of the normalised text).
+pub fn prompt_jaccard(a: &str, b: &str) -> f64 {
+    use crate::text::minhash::{ShingleKind, exact_jaccard, normalize_for_dedup, shingle_hashes};
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    shingle_hashes(&normalize_for_dedup(a), ShingleKind::Chars, 5, &mut x);
+    shingle_hashes(&normalize_for_dedup(b), ShingleKind::Chars, 5, &mut y);
+    exact_jaccard(&mut x, &mut y)
+}
+
+/// Similarity a planted near-duplicate prompt keeps with its source, comfortably above the
+/// default threshold of 0.8 so that MinHash's estimation error does not decide.
+pub const NEAR_DUP_MIN_JACCARD: f64 = 0.86;
+
+/// A near-duplicate of a prompt, as merged sources reword it: one or two small word edits when
+/// the prompt is long enough to keep [`NEAR_DUP_MIN_JACCARD`], otherwise changes of
+/// punctuation (which `dedup.exact` does not see through). Always differs.
 fn near_edit(prompt: &str, rng: &mut Rng) -> String {
     let mut p = prompt.to_string();
-    let want = rng.range(1, 3);
+    let want = rng.range(1, 2);
     let mut done = 0;
     for _ in 0..12 {
         let (a, b) = *rng.pick(EDITS);
         if done < want && p.contains(a) {
-            p = p.replacen(a, b, 1);
-            done += 1;
+            let q = p.replacen(a, b, 1);
+            if prompt_jaccard(prompt, &q) >= NEAR_DUP_MIN_JACCARD {
+                p = q;
+                done += 1;
+            }
         }
     }
     if done == 0 {
-        p = p.replacen('?', " exactly?", 1);
+        // the question follows the `<image>` placeholders, which stay as they are
+        let (head, q) = match p.rsplit_once('\n') {
+            Some((h, q)) => (format!("{h}\n"), q.to_string()),
+            None => (String::new(), p.clone()),
+        };
+        p = match rng.below(2) {
+            0 => format!("{head}{}", q.replacen('?', " ?", 1).replacen(". ", ", ", 1)),
+            _ => format!("{head}{}", q.replacen('?', "", 1).replacen('.', ";", 1)),
+        };
         if p == prompt {
-            p.push_str(" Explain briefly.");
+            p.push_str(" .");
         }
     }
     p

@@ -1,5 +1,6 @@
 //! Pure text functions shared by stages: normalisation for matching, word and token counts.
 
+pub mod minhash;
 pub mod tokens;
 
 /// Normalise text for exact matching: Unicode lowercase, runs of whitespace collapsed to one

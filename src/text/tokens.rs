@@ -60,6 +60,22 @@ impl TokenCounter {
             .map_err(|e| Error::Run(format!("tokenizing: {e}")))
     }
 
+    /// Tokens of `text`, and how many of them lie inside each byte range of `spans` (a token
+    /// counts for a span when it starts and ends within it). One encoding of the whole text:
+    /// the counts are those of the sequence the model sees, not of the pieces encoded apart.
+    pub fn count_spans(&self, text: &str, spans: &[std::ops::Range<usize>]) -> Result<(usize, Vec<usize>)> {
+        let enc = self.tokenizer.encode(text, false).map_err(|e| Error::Run(format!("tokenizing: {e}")))?;
+        let mut counts = vec![0usize; spans.len()];
+        for &(a, b) in enc.get_offsets() {
+            for (c, s) in counts.iter_mut().zip(spans) {
+                if a >= s.start && b <= s.end {
+                    *c += 1;
+                }
+            }
+        }
+        Ok((enc.len(), counts))
+    }
+
     /// The underlying tokenizer (for batch encoding baselines).
     pub fn inner(&self) -> &Tokenizer {
         &self.tokenizer

@@ -34,7 +34,8 @@ fn judge(stage_yaml: &str, t: &Trace) -> Verdict {
     let stage: &StageSpec = &spec.stages[0];
     let tmp = tempfile::tempdir().unwrap();
     let store = ImageStore::open(tmp.path()).unwrap();
-    stage.build().unwrap().judge_measured(0, t, &StageContext { images: &store }).unwrap().verdict
+    let ctx = StageContext { images: &store };
+    stage.build(&ctx).unwrap().judge_measured(0, t, &ctx).unwrap().verdict
 }
 
 fn reason(v: &Verdict) -> &str {

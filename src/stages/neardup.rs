@@ -1,0 +1,638 @@
+//! `dedup.minhash`: near-duplicate removal with MinHash LSH, image-aware by default.
+//!
+//! Multimodal questions are templated ("How many squares are there in total?" over thousands of
+//! different figures), so by default two rows are near-duplicates only when their texts are
+//! near-duplicates AND their images match: the same content ids, or with `image_radius` set,
+//! perceptual hashes within that Hamming radius, image by image. `images: ignore` compares text
+//! alone.
+//!
+//! Index pass (map): every row's signature is computed in parallel and appended, in input order,
+//! to files of its own input file under the stage's `index/` directory: signatures, band hashes,
+//! ids (and shingle sets when `check: exact`). Only small per-row keys stay in memory.
+//! Clustering (reduce) reads band files only, as many bands per pass as `memory_mb` allows:
+//! rows sharing a band bucket (and image key) are candidates; a candidate joins a cluster when
+//! it passes the check (estimated Jaccard from the signatures by default); clusters are
+//! union-find sets whose root is the first row in input order, which is kept.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{IndexContext, Measured, Stage, StageContext, Verdict};
+use crate::error::{Context, Result};
+use crate::imagehash::{DEFAULT_THUMB_DISTANCE, Fingerprint};
+use std::sync::Arc;
+use crate::schema::Trace;
+use crate::text::minhash::{
+    MinHasher, ShingleKind, UnionFind, band_hash, estimate_jaccard, exact_jaccard, normalize_for_dedup, optimal_bands,
+    shingle_hashes,
+};
+
+/// Text a near-duplicate check looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupText {
+    Prompt,
+    /// The text inside `<think>...</think>` (the whole response when there is no block).
+    Reasoning,
+    Response,
+}
+
+impl DedupText {
+    pub fn get<'a>(&self, t: &'a Trace) -> &'a str {
+        match self {
+            DedupText::Prompt => &t.prompt,
+            DedupText::Response => &t.response,
+            DedupText::Reasoning => {
+                let r = t.response.as_str();
+                let start = r.find("<think>").map(|i| i + "<think>".len()).unwrap_or(0);
+                let end = r[start..].find("</think>").map(|i| start + i).unwrap_or(r.len());
+                &r[start..end]
+            }
+        }
+    }
+    fn name(&self) -> &'static str {
+        match self {
+            DedupText::Prompt => "prompt",
+            DedupText::Reasoning => "reasoning",
+            DedupText::Response => "response",
+        }
+    }
+}
+
+/// Whether images take part in the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageMatch {
+    /// Near-duplicate text AND matching images (default).
+    #[default]
+    Match,
+    /// Text alone.
+    Ignore,
+}
+
+/// How a candidate pair is confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PairCheck {
+    /// Estimated Jaccard (share of equal signature positions) at least `threshold` (default).
+    #[default]
+    Signature,
+    /// Exact Jaccard of the shingle sets (kept on disk during the stage) at least `threshold`.
+    Exact,
+    /// Every LSH candidate is a duplicate.
+    None,
+}
+
+/// Weight of the false-positive area when choosing bands (see [`optimal_bands`]).
+pub const BANDING_FP_WEIGHT: f64 = 0.1;
+
+fn default_fields() -> Vec<DedupText> {
+    vec![DedupText::Prompt]
+}
+fn default_num_perm() -> usize {
+    128
+}
+fn default_threshold() -> f64 {
+    0.8
+}
+fn default_true() -> bool {
+    true
+}
+fn default_thumb() -> f64 {
+    DEFAULT_THUMB_DISTANCE
+}
+fn default_memory_mb() -> usize {
+    1024
+}
+
+/// Parameters of `dedup.minhash`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MinhashConfig {
+    /// Texts compared, joined: `prompt` (default), `reasoning`, `response`.
+    #[serde(default = "default_fields")]
+    pub fields: Vec<DedupText>,
+    /// Shingle unit: `chars` (default, for short prompts) or `words`.
+    #[serde(default)]
+    pub shingle: ShingleKind,
+    /// Shingle length in characters or words. Default 5.
+    pub ngram: Option<usize>,
+    /// Permutations per signature. Default 128.
+    #[serde(default = "default_num_perm")]
+    pub num_perm: usize,
+    /// LSH bands; with `rows`, bands x rows <= num_perm. Default: the pair minimising false
+    /// negatives (weight 0.9) plus false positives (0.1) around `threshold`, 14 x 9 for 0.8 and
+    /// 128: candidates are confirmed afterwards, so recall is what the banding must give.
+    pub bands: Option<usize>,
+    /// Rows (signature positions) per band.
+    pub rows: Option<usize>,
+    /// Jaccard similarity from which two texts are near-duplicates. Default 0.8.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// `match` (default): images must match too; `ignore`: text alone.
+    #[serde(default)]
+    pub images: ImageMatch,
+    /// With `images: match`: compare perceptual hashes within this Hamming radius (confirmed on
+    /// thumbnails, see `dedup.image`) instead of content ids; decodes every image once.
+    pub image_radius: Option<u32>,
+    /// Largest thumbnail distance of an image match with `image_radius`. Default 0.01.
+    #[serde(default = "default_thumb")]
+    pub max_thumb_distance: f64,
+    /// Near-duplicates must contain the same numbers in the same order (default true):
+    /// "the clock 20 minutes later" and "35 minutes later" are different problems however
+    /// similar the wording.
+    #[serde(default = "default_true")]
+    pub same_numbers: bool,
+    /// How candidates are confirmed: `signature` (default), `exact`, `none`.
+    #[serde(default)]
+    pub check: PairCheck,
+    /// Seed of the permutations. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+    /// Memory for band buckets during clustering, MiB; bands are clustered in several passes
+    /// over the on-disk band files when they do not fit. Default 1024.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: usize,
+}
+
+impl MinhashConfig {
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(1..=1024).contains(&self.num_perm) {
+            return Err(format!("num_perm must be in 1..=1024, got {}", self.num_perm));
+        }
+        match (self.bands, self.rows) {
+            (Some(b), Some(r)) if b == 0 || r == 0 || b * r > self.num_perm => {
+                return Err(format!("bands x rows ({b} x {r}) must be between 1 and num_perm ({})", self.num_perm));
+            }
+            (Some(_), None) | (None, Some(_)) => return Err("give both `bands` and `rows`, or neither".into()),
+            _ => {}
+        }
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            return Err(format!("threshold must be in (0, 1], got {}", self.threshold));
+        }
+        if self.ngram == Some(0) {
+            return Err("ngram must be at least 1".into());
+        }
+        if self.fields.is_empty() {
+            return Err("`fields` is empty".into());
+        }
+        if self.image_radius.is_some_and(|r| r > 32) {
+            return Err("image_radius must be at most 32 (of 64 bits)".into());
+        }
+        if self.image_radius.is_some() && self.images == ImageMatch::Ignore {
+            return Err("image_radius needs `images: match`".into());
+        }
+        if self.memory_mb == 0 {
+            return Err("memory_mb must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Bands and rows in use.
+    pub fn banding(&self) -> (usize, usize) {
+        match (self.bands, self.rows) {
+            (Some(b), Some(r)) => (b, r),
+            _ => optimal_bands(self.threshold, self.num_perm, BANDING_FP_WEIGHT),
+        }
+    }
+}
+
+/// The images of a row as the comparison sees them.
+#[derive(Debug, Clone, PartialEq)]
+enum ImageKey {
+    /// `images: ignore`.
+    Ignored,
+    /// Hash of the content ids in order (0 for a row without images).
+    Ids(u64),
+    /// Fingerprints in order (an image that does not decode gets its id's hash and no
+    /// thumbnail, so it matches only itself).
+    Prints(Vec<Arc<Fingerprint>>),
+}
+
+/// Signature files of one input file (in input order).
+struct Part {
+    first: u64,
+    rows: u64,
+    sig: PathBuf,
+    bands: PathBuf,
+    ids: PathBuf,
+    shingles: PathBuf,
+}
+
+struct PartWriters {
+    sig: BufWriter<File>,
+    bands: BufWriter<File>,
+    ids: BufWriter<File>,
+    shingles: Option<BufWriter<File>>,
+}
+
+/// One row, computed in the index pass.
+struct Row {
+    numbers: u64,
+    sig: Vec<u32>,
+    bands: Vec<u64>,
+    shingles: Vec<u64>,
+    image: ImageKey,
+}
+
+pub struct Minhash {
+    cfg: MinhashConfig,
+    hasher: MinHasher,
+    bands: usize,
+    rows_per_band: usize,
+    ngram: usize,
+    parts: Vec<Part>,
+    current_file: Option<String>,
+    writers: Option<PartWriters>,
+    images: Vec<ImageKey>,
+    /// Hash of each row's numbers (0: none, or `same_numbers: false`).
+    numbers: Vec<u64>,
+    /// Rows with no shingles are never candidates.
+    empty: Vec<bool>,
+    /// Offsets of each row's shingle set in its part's shingle file (check: exact).
+    shingle_offsets: Vec<u64>,
+    /// Where the next shingle set goes in the current part's shingle file.
+    shingle_write_off: u64,
+    total: u64,
+    /// Dropped rows: position -> (kept position, similarity).
+    dropped: HashMap<u64, (u64, f32)>,
+    kept_ids: HashMap<u64, String>,
+}
+
+impl Minhash {
+    pub fn new(cfg: MinhashConfig) -> Self {
+        let (bands, rows_per_band) = cfg.banding();
+        let ngram = cfg.ngram.unwrap_or(5);
+        Self {
+            hasher: MinHasher::new(cfg.num_perm, cfg.seed),
+            cfg,
+            bands,
+            rows_per_band,
+            ngram,
+            parts: Vec::new(),
+            current_file: None,
+            writers: None,
+            images: Vec::new(),
+            numbers: Vec::new(),
+            empty: Vec::new(),
+            shingle_offsets: Vec::new(),
+            shingle_write_off: 0,
+            total: 0,
+            dropped: HashMap::new(),
+            kept_ids: HashMap::new(),
+        }
+    }
+
+    fn compute(&self, t: &Trace, store: &crate::ingest::ImageStore) -> Row {
+        let mut shingles = Vec::new();
+        let mut numbers = String::new();
+        for f in &self.cfg.fields {
+            let norm = normalize_for_dedup(f.get(t));
+            shingle_hashes(&norm, self.cfg.shingle, self.ngram, &mut shingles);
+            if self.cfg.same_numbers {
+                for w in norm.split(' ').filter(|w| w.bytes().any(|b| b.is_ascii_digit())) {
+                    numbers.push_str(w);
+                    numbers.push(' ');
+                }
+            }
+        }
+        let numbers = if numbers.is_empty() { 0 } else { xxh3_64(numbers.as_bytes()) };
+        let mut sig = vec![0u32; self.cfg.num_perm];
+        self.hasher.signature(&shingles, &mut sig);
+        let bands = (0..self.bands).map(|b| band_hash(&sig, b, self.rows_per_band)).collect();
+        let image = match (self.cfg.images, self.cfg.image_radius) {
+            (ImageMatch::Ignore, _) => ImageKey::Ignored,
+            (ImageMatch::Match, None) => {
+                let joined: Vec<&str> = t.images.iter().map(|i| i.id.as_str()).collect();
+                ImageKey::Ids(if joined.is_empty() { 0 } else { xxh3_64(joined.join(",").as_bytes()) })
+            }
+            (ImageMatch::Match, Some(_)) => ImageKey::Prints(
+                t.images
+                    .iter()
+                    .map(|i| store.fingerprint(&i.id).unwrap_or_else(|| Arc::new(Fingerprint::new(xxh3_64(i.id.as_bytes()), Vec::new()))))
+                    .collect(),
+            ),
+        };
+        if self.cfg.check != PairCheck::Exact {
+            shingles = Vec::new();
+        }
+        Row { numbers, sig, bands, shingles, image }
+    }
+
+    fn open_part(&mut self, dir: &std::path::Path, first: u64) -> Result<()> {
+        self.close_part()?;
+        let k = self.parts.len();
+        let path = |ext: &str| dir.join(format!("part-{k:05}.{ext}"));
+        let create = |p: &PathBuf| -> Result<BufWriter<File>> {
+            Ok(BufWriter::with_capacity(1 << 20, File::create(p).ctx(|| format!("creating {}", p.display()))?))
+        };
+        let part = Part { first, rows: 0, sig: path("sig"), bands: path("bands"), ids: path("ids"), shingles: path("shingles") };
+        self.writers = Some(PartWriters {
+            sig: create(&part.sig)?,
+            bands: create(&part.bands)?,
+            ids: create(&part.ids)?,
+            shingles: if self.cfg.check == PairCheck::Exact { Some(create(&part.shingles)?) } else { None },
+        });
+        self.parts.push(part);
+        self.shingle_write_off = 0;
+        Ok(())
+    }
+
+    fn close_part(&mut self) -> Result<()> {
+        if let Some(mut w) = self.writers.take() {
+            let io = |e| crate::Error::io("writing minhash signatures", e);
+            w.sig.flush().map_err(io)?;
+            w.bands.flush().map_err(io)?;
+            w.ids.flush().map_err(io)?;
+            if let Some(s) = &mut w.shingles {
+                s.flush().map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn part_of(&self, pos: u64) -> (&Part, u64) {
+        let k = self.parts.partition_point(|p| p.first <= pos) - 1;
+        (&self.parts[k], pos - self.parts[k].first)
+    }
+
+    fn read_sig(&self, pos: u64) -> Result<Vec<u32>> {
+        let (part, local) = self.part_of(pos);
+        let n = self.cfg.num_perm;
+        let mut bytes = vec![0u8; n * 4];
+        let f = File::open(&part.sig).ctx(|| format!("opening {}", part.sig.display()))?;
+        f.read_exact_at(&mut bytes, local * n as u64 * 4).ctx(|| format!("reading {}", part.sig.display()))?;
+        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    fn read_shingles(&self, pos: u64) -> Result<Vec<u64>> {
+        let (part, _) = self.part_of(pos);
+        let f = File::open(&part.shingles).ctx(|| format!("opening {}", part.shingles.display()))?;
+        let off = self.shingle_offsets[pos as usize];
+        let mut len = [0u8; 4];
+        f.read_exact_at(&mut len, off).ctx(|| format!("reading {}", part.shingles.display()))?;
+        let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize * 8];
+        f.read_exact_at(&mut bytes, off + 4).ctx(|| format!("reading {}", part.shingles.display()))?;
+        Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
+    }
+
+    /// Similarity of two rows by the configured check (signature estimate unless exact).
+    fn similarity(&self, a: u64, b: u64, cache: &mut SigCache) -> Result<f64> {
+        if self.cfg.check == PairCheck::Exact {
+            return Ok(exact_jaccard(&mut self.read_shingles(a)?, &mut self.read_shingles(b)?));
+        }
+        let sa = cache.get(self, a)?;
+        let sb = cache.get(self, b)?;
+        Ok(estimate_jaccard(&sa, &sb))
+    }
+
+    fn images_match(&self, a: u64, b: u64) -> bool {
+        match (&self.images[a as usize], &self.images[b as usize]) {
+            (ImageKey::Ignored, ImageKey::Ignored) => true,
+            (ImageKey::Ids(x), ImageKey::Ids(y)) => x == y,
+            (ImageKey::Prints(x), ImageKey::Prints(y)) => {
+                let r = self.cfg.image_radius.unwrap_or(0);
+                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.matches(q, r, self.cfg.max_thumb_distance))
+            }
+            _ => false,
+        }
+    }
+
+    fn confirmed(&self, a: u64, b: u64, cache: &mut SigCache) -> Result<bool> {
+        if self.numbers[a as usize] != self.numbers[b as usize] || !self.images_match(a, b) {
+            return Ok(false);
+        }
+        Ok(self.cfg.check == PairCheck::None || self.similarity(a, b, cache)? >= self.cfg.threshold - 1e-9)
+    }
+
+    /// Bucket keys of a row in one band: the band hash, joined with the numbers and the image
+    /// key so that only rows whose numbers and images can match meet (for perceptual hashes, one key per chunk of the first
+    /// image: multi-index hashing).
+    fn bucket_keys(&self, pos: u64, band_hash: u64, out: &mut Vec<u64>) {
+        let mix = |a: u64, b: u64| xxh3_64(&[a.to_le_bytes(), b.to_le_bytes()].concat());
+        let band_hash = match self.numbers[pos as usize] {
+            0 => band_hash,
+            n => mix(band_hash, n),
+        };
+        match &self.images[pos as usize] {
+            ImageKey::Ignored => out.push(band_hash),
+            ImageKey::Ids(k) => out.push(mix(band_hash, *k)),
+            ImageKey::Prints(h) if h.is_empty() => out.push(mix(band_hash, 0)),
+            ImageKey::Prints(h) => {
+                let m = self.cfg.image_radius.unwrap_or(0) as usize + 1;
+                let mut start = 0u32;
+                for i in 0..m {
+                    let len = (64 - start) / (m - i) as u32;
+                    let mask = if len >= 64 { u64::MAX } else { (1u64 << len) - 1 };
+                    out.push(mix(band_hash, mix(i as u64 + 1, (h[0].hash >> start) & mask)));
+                    start += len;
+                }
+            }
+        }
+    }
+
+    fn cluster(&mut self) -> Result<UnionFind> {
+        let n = self.total as usize;
+        let mut uf = UnionFind::new(n);
+        let keys_per_row = match self.cfg.image_radius {
+            Some(r) if self.cfg.images == ImageMatch::Match => r as usize + 1,
+            _ => 1,
+        };
+        let per_band = (n * keys_per_row * 16).max(1);
+        let bands_per_pass = ((self.cfg.memory_mb << 20) / per_band).clamp(1, self.bands);
+        let mut cache = SigCache::default();
+        let mut band0 = 0;
+        while band0 < self.bands {
+            let band1 = (band0 + bands_per_pass).min(self.bands);
+            let mut entries: Vec<Vec<(u64, u32)>> = vec![Vec::with_capacity(n * keys_per_row); band1 - band0];
+            let mut keys = Vec::new();
+            for part in &self.parts {
+                let f = File::open(&part.bands).ctx(|| format!("opening {}", part.bands.display()))?;
+                let mut r = BufReader::with_capacity(1 << 20, f);
+                let mut buf = vec![0u8; self.bands * 8];
+                for local in 0..part.rows {
+                    r.read_exact(&mut buf).ctx(|| format!("reading {}", part.bands.display()))?;
+                    let pos = part.first + local;
+                    if self.empty[pos as usize] {
+                        continue;
+                    }
+                    for b in band0..band1 {
+                        let h = u64::from_le_bytes(buf[b * 8..b * 8 + 8].try_into().unwrap_or([0; 8]));
+                        keys.clear();
+                        self.bucket_keys(pos, h, &mut keys);
+                        entries[b - band0].extend(keys.iter().map(|&k| (k, pos as u32)));
+                    }
+                }
+            }
+            for mut e in entries {
+                e.par_sort_unstable();
+                let mut i = 0;
+                while i < e.len() {
+                    let mut j = i + 1;
+                    while j < e.len() && e[j].0 == e[i].0 {
+                        j += 1;
+                    }
+                    if j - i > 1 {
+                        self.join_bucket(&e[i..j], &mut uf, &mut cache)?;
+                    }
+                    i = j;
+                }
+            }
+            band0 = band1;
+        }
+        Ok(uf)
+    }
+
+    /// Join the members of one bucket (sorted by position) that pass the check, comparing each
+    /// with the first member of every cluster met so far in the bucket (at most 64 of them).
+    fn join_bucket(&self, members: &[(u64, u32)], uf: &mut UnionFind, cache: &mut SigCache) -> Result<()> {
+        const MAX_REPS: usize = 64;
+        let mut reps: Vec<u32> = Vec::new();
+        for &(_, m) in members {
+            let root = uf.find(m);
+            if reps.iter().any(|&r| uf.find(r) == root) {
+                continue;
+            }
+            let mut joined = false;
+            for &r in &reps {
+                if self.confirmed(r as u64, m as u64, cache)? {
+                    uf.union(r, m);
+                    joined = true;
+                    break;
+                }
+            }
+            if !joined && reps.len() < MAX_REPS {
+                reps.push(m);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Signatures read back during clustering, a few thousand at a time.
+#[derive(Default)]
+struct SigCache {
+    map: HashMap<u64, Vec<u32>>,
+}
+
+impl SigCache {
+    fn get(&mut self, s: &Minhash, pos: u64) -> Result<Vec<u32>> {
+        if let Some(v) = self.map.get(&pos) {
+            return Ok(v.clone());
+        }
+        if self.map.len() > 4096 {
+            self.map.clear();
+        }
+        let v = s.read_sig(pos)?;
+        self.map.insert(pos, v.clone());
+        Ok(v)
+    }
+}
+
+/// The input file of an origin (`file#row` or `file:line`).
+fn origin_file(origin: &str) -> &str {
+    origin.rsplit_once('#').or_else(|| origin.rsplit_once(':')).map(|(f, _)| f).unwrap_or(origin)
+}
+
+impl Stage for Minhash {
+    fn name(&self) -> &'static str {
+        "dedup.minhash"
+    }
+
+    fn needs_index(&self) -> bool {
+        true
+    }
+
+    fn index(&mut self, first: u64, batch: &[Trace], ctx: &IndexContext) -> Result<()> {
+        let rows: Vec<Row> = batch.par_iter().map(|t| self.compute(t, ctx.images)).collect();
+        for (k, (t, row)) in batch.iter().zip(rows).enumerate() {
+            let file = origin_file(&t.origin);
+            if self.current_file.as_deref() != Some(file) {
+                self.open_part(ctx.dir, first + k as u64)?;
+                self.current_file = Some(file.to_string());
+            }
+            let io = |e| crate::Error::io("writing minhash signatures", e);
+            let w = self.writers.as_mut().ok_or_else(|| crate::Error::Run("internal: no signature part open".into()))?;
+            for v in &row.sig {
+                w.sig.write_all(&v.to_le_bytes()).map_err(io)?;
+            }
+            for v in &row.bands {
+                w.bands.write_all(&v.to_le_bytes()).map_err(io)?;
+            }
+            writeln!(w.ids, "{}", t.id).map_err(io)?;
+            if let Some(s) = &mut w.shingles {
+                let mut set = row.shingles;
+                set.sort_unstable();
+                set.dedup();
+                s.write_all(&(set.len() as u32).to_le_bytes()).map_err(io)?;
+                for v in &set {
+                    s.write_all(&v.to_le_bytes()).map_err(io)?;
+                }
+                self.shingle_offsets.push(self.shingle_write_off);
+                self.shingle_write_off += 4 + set.len() as u64 * 8;
+            }
+            self.empty.push(row.sig.iter().all(|&v| v == u32::MAX));
+            self.images.push(row.image);
+            self.numbers.push(row.numbers);
+            if let Some(p) = self.parts.last_mut() {
+                p.rows += 1;
+            }
+            self.total += 1;
+        }
+        Ok(())
+    }
+
+    fn finish_index(&mut self, _ctx: &IndexContext) -> Result<()> {
+        self.close_part()?;
+        let mut uf = self.cluster()?;
+        let mut cache = SigCache::default();
+        let mut need: HashMap<u64, ()> = HashMap::new();
+        for pos in 0..self.total {
+            let root = uf.find(pos as u32) as u64;
+            if root != pos {
+                let sim = self.similarity(pos, root, &mut cache)? as f32;
+                self.dropped.insert(pos, (root, sim));
+                need.insert(root, ());
+            }
+        }
+        for part in &self.parts {
+            let r = BufReader::new(File::open(&part.ids).ctx(|| format!("opening {}", part.ids.display()))?);
+            for (local, line) in r.lines().enumerate() {
+                let pos = part.first + local as u64;
+                let line = line.ctx(|| format!("reading {}", part.ids.display()))?;
+                if need.contains_key(&pos) {
+                    self.kept_ids.insert(pos, line);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn judge_measured(&self, pos: u64, _t: &Trace, _ctx: &StageContext) -> Result<Measured> {
+        let Some(&(root, sim)) = self.dropped.get(&pos) else { return Ok(Measured::only(Verdict::Keep)) };
+        let kept = self.kept_ids.get(&root).cloned().unwrap_or_default();
+        let what = self.cfg.fields.iter().map(|f| f.name()).collect::<Vec<_>>().join("+");
+        let how = if self.cfg.check == PairCheck::Exact { "Jaccard" } else { "estimated Jaccard" };
+        let images = match (self.cfg.images, self.cfg.image_radius) {
+            (ImageMatch::Ignore, _) => String::new(),
+            (ImageMatch::Match, None) => ", same images".into(),
+            (ImageMatch::Match, Some(r)) => format!(", images within {r} bits"),
+        };
+        Ok(Measured {
+            verdict: Verdict::Drop {
+                reason: "near_duplicate",
+                detail: format!("{how} {sim:.3} of {what} with {kept}{images}"),
+                kept_id: Some(kept),
+            },
+            values: vec![("jaccard", sim as f64)],
+        })
+    }
+}
