@@ -24,6 +24,8 @@ use image::imageops::FilterType;
 
 /// Side of the grey image the DCT runs on.
 const N: usize = 32;
+/// Bytes of a fingerprint's thumbnail.
+pub const THUMB_BYTES: usize = N * N;
 /// Side of the low-frequency block that gives the bits.
 const K: usize = 8;
 
@@ -93,20 +95,92 @@ pub fn phash_of(img: &image::DynamicImage) -> u64 {
 
 /// The fingerprint of a decoded image.
 pub fn fingerprint_of(img: &image::DynamicImage) -> Fingerprint {
-    // a cheap box pre-shrink keeps resizing of large images linear and fast
-    let small = if img.width() > 4 * N as u32 || img.height() > 4 * N as u32 {
-        img.resize_exact(4 * N as u32, 4 * N as u32, FilterType::Triangle)
-    } else {
-        img.clone()
-    };
-    let grey = image::imageops::resize(&small.to_luma8(), N as u32, N as u32, FilterType::Triangle);
-    let px: Vec<f64> = grey.as_raw().iter().map(|&v| v as f64).collect();
+    let grey = grey_thumbnail(img);
+    let px: Vec<f64> = grey.iter().map(|&v| v as f64).collect();
     let coeffs = dct_low(&px);
     let mut sorted: Vec<f64> = coeffs[1..].to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0;
     let hash = coeffs.iter().enumerate().fold(0u64, |h, (i, &c)| if c > median { h | (1 << i) } else { h });
-    Fingerprint::new(hash, grey.into_raw())
+    Fingerprint::new(hash, grey)
+}
+
+/// How source pixel `x` of a side of `len` pixels falls into the `N` boxes of the thumbnail:
+/// (first box, its share, second box, its share); shares add up to 1. A box is `len / N` source
+/// pixels wide, so a pixel straddles at most two boxes (when `len >= N`).
+fn box_weights(len: usize) -> Vec<(usize, f32, usize, f32)> {
+    let scale = N as f64 / len as f64;
+    (0..len)
+        .map(|x| {
+            let (lo, hi) = (x as f64 * scale, (x + 1) as f64 * scale);
+            let k0 = (lo.floor() as usize).min(N - 1);
+            let edge = (k0 + 1) as f64;
+            if hi <= edge || k0 + 1 >= N {
+                (k0, 1.0, k0, 0.0)
+            } else {
+                let first = ((edge - lo) / (hi - lo)) as f32;
+                (k0, first, k0 + 1, 1.0 - first)
+            }
+        })
+        .collect()
+}
+
+/// The grey level (sum of the colour channels) of every pixel of an 8-bit buffer with `C`
+/// channels, area-averaged into the `N x N` boxes.
+fn box_sums<const C: usize>(raw: &[u8], w: usize, h: usize, sums: &mut [f32]) {
+    let (cols, rows) = (box_weights(w), box_weights(h));
+    let colours = C.min(3);
+    let mut line = [0f32; N];
+    for (y, row) in raw.chunks_exact(w * C).enumerate() {
+        line.fill(0.0);
+        for (p, &(k0, w0, k1, w1)) in row.chunks_exact(C).zip(&cols) {
+            let v = p[..colours].iter().map(|&b| b as u32).sum::<u32>() as f32;
+            line[k0] += v * w0;
+            line[k1] += v * w1;
+        }
+        let (k0, w0, k1, w1) = rows[y];
+        for k in 0..N {
+            sums[k0 * N + k] += line[k] * w0;
+            sums[k1 * N + k] += line[k] * w1;
+        }
+    }
+}
+
+/// The image in grey at `N x N`: each thumbnail pixel is the area-weighted mean of the source
+/// pixels under its box (one pass over the image; a filtered resize of a large image costs
+/// many times more). Images smaller than `N` on a side are upsampled with a triangle filter.
+fn grey_thumbnail(img: &image::DynamicImage) -> Vec<u8> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w < N || h < N {
+        return image::imageops::resize(&img.to_luma8(), N as u32, N as u32, FilterType::Triangle).into_raw();
+    }
+    let mut sums = vec![0f32; N * N];
+    // grey is the plain mean of R, G and B (any fixed grey works for matching; this one avoids
+    // the library's per-pixel float colour conversion)
+    let colours = match img {
+        image::DynamicImage::ImageLuma8(b) => {
+            box_sums::<1>(b.as_raw(), w, h, &mut sums);
+            1.0
+        }
+        image::DynamicImage::ImageLumaA8(b) => {
+            box_sums::<2>(b.as_raw(), w, h, &mut sums);
+            1.0
+        }
+        image::DynamicImage::ImageRgb8(b) => {
+            box_sums::<3>(b.as_raw(), w, h, &mut sums);
+            3.0
+        }
+        image::DynamicImage::ImageRgba8(b) => {
+            box_sums::<4>(b.as_raw(), w, h, &mut sums);
+            3.0
+        }
+        other => {
+            box_sums::<3>(other.to_rgb8().as_raw(), w, h, &mut sums);
+            3.0
+        }
+    };
+    let area = (w as f32 / N as f32) * (h as f32 / N as f32) * colours;
+    sums.iter().map(|&s| (s / area).round().clamp(0.0, 255.0) as u8).collect()
 }
 
 /// The `K x K` lowest-frequency coefficients of the 2-D DCT-II of an `N x N` image, row-major.

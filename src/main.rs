@@ -63,9 +63,12 @@ enum Command {
         layout: SynthLayout,
         /// Defect rates: `default`, `none`, or `kind=rate,...` with kinds exact_duplicate,
         /// near_duplicate, truncated, wrong_answer, loop, overlong, corrupt_image, shared_image,
-        /// invalid_utf8 (sharegpt layout only), contamination.
+        /// invalid_utf8 (sharegpt layout only), contamination, language_drift.
         #[arg(long, default_value = "default")]
         defects: String,
+        /// Benchmark items written to DIR/bench (default: rows / 10, between 20 and 500).
+        #[arg(long)]
+        bench_items: Option<usize>,
         /// Write a clean learnable task instead of a defect corpus.
         #[arg(long, value_enum)]
         task: Option<Task>,
@@ -160,7 +163,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             print!("{}", cotforge::inspect::inspect(&path, rows)?);
             Ok(())
         }
-        Command::Synth { rows, seed, out, layout, defects, task, test_rows, quiet } => {
+        Command::Synth { rows, seed, out, layout, defects, bench_items, task, test_rows, quiet } => {
             let started = std::time::Instant::now();
             if let Some(Task::Arith) = task {
                 let files = corpus::arith_task(seed, rows, test_rows.unwrap_or(rows / 5), &out)?;
@@ -178,7 +181,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                         .expect("template"),
                 )
             };
-            let opts = SynthOptions { rows, seed, out, layout, defects, batch_rows: 256 };
+            let opts = SynthOptions { rows, seed, out, layout, defects, batch_rows: 256, bench_items };
             let sum = corpus::synth(&opts, &pb)?;
             pb.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();

@@ -6,8 +6,7 @@
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Context, Result};
@@ -29,8 +28,7 @@ pub enum ImageSource {
 pub struct ImageStore {
     root: PathBuf,
     counter: AtomicU64,
-    /// Image fingerprints computed so far (None: the image does not decode).
-    fingerprints: Mutex<HashMap<String, Option<Arc<Fingerprint>>>>,
+
 }
 
 /// Content id of image bytes: the first 128 bits of blake3, in hex.
@@ -52,7 +50,7 @@ impl ImageStore {
     /// Open (and create) the store under `root`.
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).ctx(|| format!("creating image store {}", root.display()))?;
-        Ok(Self { root: root.to_path_buf(), counter: AtomicU64::new(0), fingerprints: Mutex::new(HashMap::new()) })
+        Ok(Self { root: root.to_path_buf(), counter: AtomicU64::new(0) })
     }
 
     /// Path of an image in the store.
@@ -66,20 +64,54 @@ impl ImageStore {
         std::fs::read(&p).ctx(|| format!("reading stored image {}", p.display()))
     }
 
-    /// The fingerprint (perceptual hash and thumbnail, [`crate::imagehash`]) of a stored image,
-    /// computed once per run; None when the image is missing or does not decode.
+    /// Path of an image's fingerprint sidecar: 8 bytes of hash (little-endian) and the 32x32
+    /// thumbnail, or an empty file when the image does not decode.
+    fn fingerprint_path(&self, id: &str) -> PathBuf {
+        let mut p = self.path_of(id).into_os_string();
+        p.push(".fp");
+        PathBuf::from(p)
+    }
+
+    /// The fingerprint (perceptual hash and thumbnail, [`crate::imagehash`]) of a stored image:
+    /// computed once per run directory (by whichever stage decodes the image first, usually
+    /// `validate`) and kept beside the image, so later stages, resumed runs and other tasks
+    /// never decode it again. None when the image is missing or does not decode.
     pub fn fingerprint(&self, id: &str) -> Option<Arc<Fingerprint>> {
         if id.is_empty() {
             return None;
         }
-        if let Some(f) = self.fingerprints.lock().ok().and_then(|m| m.get(id).cloned()) {
-            return f;
+        let side = self.fingerprint_path(id);
+        // a sidecar is empty or exactly hash + thumbnail; anything else was cut short
+        if let Ok(b) = std::fs::read(&side) {
+            if b.is_empty() {
+                return None;
+            }
+            if b.len() == 8 + crate::imagehash::THUMB_BYTES {
+                let hash = u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+                return Some(Arc::new(Fingerprint::new(hash, b[8..].to_vec())));
+            }
         }
-        let f = self.get(id).ok().and_then(|b| crate::imagehash::fingerprint(&b).ok()).map(Arc::new);
-        if let Ok(mut m) = self.fingerprints.lock() {
-            m.insert(id.to_string(), f.clone());
+        let bytes = self.get(id).ok()?;
+        let f = crate::imagehash::fingerprint(&bytes).ok();
+        self.remember_fingerprint(id, f.as_ref());
+        f.map(Arc::new)
+    }
+
+    /// Keep the fingerprint of a stored image (None: it does not decode). Best effort: a
+    /// failed write only means the next stage decodes the image again. Written in place, not
+    /// through a temporary file (one per image would double the cost): a file cut short by a
+    /// crash has the wrong length and is recomputed.
+    pub fn remember_fingerprint(&self, id: &str, f: Option<&Fingerprint>) {
+        let side = self.fingerprint_path(id);
+        if side.exists() {
+            return;
         }
-        f
+        let mut b = Vec::with_capacity(8 + crate::imagehash::THUMB_BYTES);
+        if let Some(f) = f {
+            b.extend_from_slice(&f.hash.to_le_bytes());
+            b.extend_from_slice(&f.thumb);
+        }
+        let _ = std::fs::write(&side, &b);
     }
 
     /// Store bytes under their content id (once) and return the reference.

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{Measured, Stage, StageContext, Verdict};
 use crate::error::Result;
+use crate::imagehash::fingerprint_of;
 use crate::schema::Trace;
 
 /// Parameters of `validate`.
@@ -37,15 +38,19 @@ impl Validate {
 }
 
 /// Decode image bytes completely; the error says why they are unusable.
-pub fn decode_check(bytes: &[u8]) -> std::result::Result<(u32, u32), String> {
+pub fn decode(bytes: &[u8]) -> std::result::Result<image::DynamicImage, String> {
     let reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
     if reader.format().is_none() {
         return Err("unrecognised image format".into());
     }
-    let img = reader.decode().map_err(|e| e.to_string())?;
-    Ok((img.width(), img.height()))
+    reader.decode().map_err(|e| e.to_string())
+}
+
+/// Decode image bytes completely and return the size; the error says why they are unusable.
+pub fn decode_check(bytes: &[u8]) -> std::result::Result<(u32, u32), String> {
+    decode(bytes).map(|img| (img.width(), img.height()))
 }
 
 impl Stage for Validate {
@@ -68,8 +73,13 @@ impl Stage for Validate {
         if self.cfg.decode_images {
             for (k, img) in t.images.iter().enumerate() {
                 let bytes = ctx.images.get(&img.id)?;
-                if let Err(e) = decode_check(&bytes) {
-                    return Ok(Measured::only(Verdict::drop("corrupt_image", format!("image {k} `{}` ({}): {e}", img.path, img.id))));
+                match decode(&bytes) {
+                    // the pixels are at hand: keep the fingerprint the dedup stages compare
+                    Ok(decoded) => ctx.images.remember_fingerprint(&img.id, Some(&fingerprint_of(&decoded))),
+                    Err(e) => {
+                        ctx.images.remember_fingerprint(&img.id, None);
+                        return Ok(Measured::only(Verdict::drop("corrupt_image", format!("image {k} `{}` ({}): {e}", img.path, img.id))));
+                    }
                 }
             }
         }

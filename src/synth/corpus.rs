@@ -86,6 +86,9 @@ pub enum SynthLayout {
     Columns,
     /// ShareGPT JSONL with image files under DIR/images.
     Sharegpt,
+    /// Like `columns`, prompts and reference answers only (no images, no traces): fast, for
+    /// text near-duplicate benchmarks at millions of rows. Plants exact and near duplicates only.
+    Prompts,
 }
 
 /// Options of `cotforge synth`.
@@ -98,6 +101,8 @@ pub struct SynthOptions {
     pub defects: DefectRates,
     /// Rows per generation batch (memory bound).
     pub batch_rows: usize,
+    /// Benchmark items written to bench/ (default: rows / 10, between 20 and 500).
+    pub bench_items: Option<usize>,
 }
 
 /// One image of a row.
@@ -218,6 +223,42 @@ fn base(seed: u64, i: u64) -> (Base, Rng) {
     let problem = problem_over(&scenes, &mut rng);
     let prompt = prompt_for(n, &problem.question);
     (Base { scenes, images, problem, prompt }, rng)
+}
+
+/// The prompt and answer of row `i` in the `prompts` layout (scenes drawn, never rendered). With
+/// no figure to look at, the prompt states what the figure shows, so prompts are as diverse as
+/// the scenes.
+fn base_prompt(seed: u64, i: u64) -> (String, Answer) {
+    let mut rng = Rng::for_item(seed, STREAM_CONTENT, i);
+    let n = if rng.chance(0.2) { 2 } else { 1 };
+    let kind = *rng.pick(&CONTENT_KINDS);
+    let mut scenes = Vec::with_capacity(n);
+    for k in 0..n {
+        let kind_k = if k == 0 || rng.chance(0.6) { kind } else { *rng.pick(&CONTENT_KINDS) };
+        scenes.push(render::random_scene(&mut rng, kind_k));
+    }
+    let problem = problem_over(&scenes, &mut rng);
+    (format!("{} {}", problem.readings.join(" "), problem.question), problem.answer)
+}
+
+/// Row `i` of the `prompts` layout: exact and near duplicates planted, other kinds clean.
+pub fn prompt_row(seed: u64, i: u64, rates: &DefectRates) -> Row {
+    let defect = defect_of(seed, i, rates).filter(|k| matches!(*k, "exact_duplicate" | "near_duplicate"));
+    let mut rng = Rng::for_item(seed, STREAM_EXTRA, i);
+    let source = defect.and_then(|_| clean_source(seed, i, rates, &mut rng));
+    let (prompt, answer) = base_prompt(seed, source.unwrap_or(i));
+    let problem = match (defect, source) {
+        (Some("near_duplicate"), Some(_)) => near_edit(&prompt, &mut rng),
+        _ => prompt,
+    };
+    Row {
+        problem,
+        response: String::new(),
+        solution: answer.plain(),
+        images: Vec::new(),
+        defect: source.and(defect),
+        source_row: source.map(|j| j as i64),
+    }
 }
 
 fn clean_row(seed: u64, i: u64) -> Row {
@@ -529,14 +570,14 @@ fn write_bench(seed: u64, n: usize, out: &Path) -> Result<PathBuf> {
 pub fn synth(opts: &SynthOptions, progress: &indicatif::ProgressBar) -> Result<SynthSummary> {
     let out = &opts.out;
     std::fs::create_dir_all(out).ctx(|| format!("creating {}", out.display()))?;
-    let n_bench = bench_size(opts.rows);
+    let n_bench = opts.bench_items.unwrap_or_else(|| bench_size(opts.rows));
     let bench = write_bench(opts.seed, n_bench, out)?;
     let mut label_rows: Vec<(u64, &'static str, Option<i64>)> = Vec::new();
     let mut data_files = Vec::new();
     let mut counts = vec![0usize; DEFECT_KINDS.len()];
     let batch = opts.batch_rows.max(1);
     let mut hf = match opts.layout {
-        SynthLayout::Columns => Some(PartWriter::new(&out.join("data"), "train", usize::MAX)?),
+        SynthLayout::Columns | SynthLayout::Prompts => Some(PartWriter::new(&out.join("data"), "train", usize::MAX)?),
         SynthLayout::Sharegpt => None,
     };
     let mut jsonl = match opts.layout {
@@ -547,16 +588,20 @@ pub fn synth(opts: &SynthOptions, progress: &indicatif::ProgressBar) -> Result<S
             let f = std::fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
             Some((std::io::BufWriter::new(f), tmp, p))
         }
-        SynthLayout::Columns => None,
+        SynthLayout::Columns | SynthLayout::Prompts => None,
     };
     let generate = |start: usize, end: usize| -> Vec<Row> {
-        (start as u64..end as u64).into_par_iter().map(|i| row(opts.seed, i, &opts.defects, n_bench)).collect()
+        let range = start as u64..end as u64;
+        match opts.layout {
+            SynthLayout::Prompts => range.into_par_iter().map(|i| prompt_row(opts.seed, i, &opts.defects)).collect(),
+            _ => range.into_par_iter().map(|i| row(opts.seed, i, &opts.defects, n_bench)).collect(),
+        }
     };
     let mut write = |start: usize, rows: &[Row]| -> Result<()> {
         for (k, r) in rows.iter().enumerate() {
             let mut kind = r.defect;
             // invalid UTF-8 cannot be stored in a Parquet string column: such rows stay clean there
-            if kind == Some("invalid_utf8") && opts.layout == SynthLayout::Columns {
+            if kind == Some("invalid_utf8") && opts.layout != SynthLayout::Sharegpt {
                 kind = None;
             }
             if let Some(d) = kind {

@@ -2,9 +2,10 @@
 //!
 //! Text is normalised ([`normalize_for_dedup`]), cut into word or character shingles, and each
 //! shingle hashed once with xxh3 (stable across versions and platforms). Permutation `i` maps a
-//! shingle hash `x` (folded to 32 bits) to `(a_i * x + b_i) >> 32` with fixed odd 64-bit `a_i`
-//! and `b_i` drawn from xxh3 of the seed: a multiply-shift family, strongly universal on 32-bit
-//! keys. A signature keeps the minimum of each permutation, updated shingle by shingle, so the
+//! shingle hash `x` to `(a_i * x + b_i) mod (2^61 - 1)` with `a_i` and `b_i` drawn from xxh3 of
+//! the seed (the universal family datasketch uses), keeping the top 32 bits. A multiply-shift
+//! family is faster but measurably biased on sets of a few dozen shingles (estimates about 0.02
+//! low at Jaccard 0.5-1). A signature keeps the minimum of each permutation, updated shingle by shingle, so the
 //! work per document is linear in its length and no shingles x permutations matrix is built.
 
 use schemars::JsonSchema;
@@ -78,6 +79,9 @@ pub fn shingle_hashes(norm: &str, kind: ShingleKind, n: usize, out: &mut Vec<u64
     }
 }
 
+/// The Mersenne prime 2^61 - 1.
+const MERSENNE_61: u64 = (1 << 61) - 1;
+
 /// A family of `num_perm` permutations.
 #[derive(Debug, Clone)]
 pub struct MinHasher {
@@ -87,9 +91,9 @@ pub struct MinHasher {
 
 impl MinHasher {
     pub fn new(num_perm: usize, seed: u64) -> Self {
-        let draw = |i: usize, salt: u64| xxh3_64_with_seed(&(i as u64).to_le_bytes(), seed ^ salt);
+        let draw = |i: usize, salt: u64| xxh3_64_with_seed(&(i as u64).to_le_bytes(), seed ^ salt) % MERSENNE_61;
         Self {
-            a: (0..num_perm).map(|i| draw(i, 0x5EED_A) | 1).collect(),
+            a: (0..num_perm).map(|i| draw(i, 0x5EED_A).max(1)).collect(),
             b: (0..num_perm).map(|i| draw(i, 0x5EED_B)).collect(),
         }
     }
@@ -103,9 +107,17 @@ impl MinHasher {
     pub fn signature(&self, shingles: &[u64], sig: &mut [u32]) {
         sig.fill(u32::MAX);
         for &h in shingles {
-            let x = (h ^ (h >> 32)) & 0xFFFF_FFFF;
+            let x = h % MERSENNE_61;
             for ((s, &a), &b) in sig.iter_mut().zip(&self.a).zip(&self.b) {
-                let v = (a.wrapping_mul(x).wrapping_add(b) >> 32) as u32;
+                // (a x + b) mod p, p = 2^61 - 1, reduced without division; the top 32 of its
+                // 61 bits are kept
+                let t = a as u128 * x as u128 + b as u128;
+                let mut v = (t as u64 & MERSENNE_61) + (t >> 61) as u64;
+                v = (v & MERSENNE_61) + (v >> 61);
+                if v >= MERSENNE_61 {
+                    v -= MERSENNE_61;
+                }
+                let v = (v >> 29) as u32;
                 if v < *s {
                     *s = v;
                 }

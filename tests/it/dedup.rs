@@ -18,6 +18,7 @@ fn corpus(dir: &Path, rows: usize, seed: u64, rates: &str) -> PathBuf {
         layout: SynthLayout::Columns,
         defects: DefectRates::parse(rates).unwrap(),
         batch_rows: 256,
+        bench_items: None,
     };
     corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap();
     out
@@ -357,4 +358,97 @@ fn fingerprint_threshold_sweep() {
     let (rec, fp) = rate(DEFAULT_THUMB_DISTANCE, 6);
     assert!(rec >= 0.9, "re-encoding recall {rec:.3} at the defaults");
     assert!((fp as f64) < 1e-5 * pairs as f64, "{fp} distinct pairs match at the defaults");
+}
+
+/// Candidate pairs (LSH) and confirmed pairs (signature estimate) against exact Jaccard, on all
+/// pairs of a prompt sample, for thresholds 0.6 to 0.9 (the table in BENCHMARKS.md):
+/// `cargo test minhash_pairs_against_exact_jaccard -- --nocapture`
+#[test]
+fn minhash_pairs_against_exact_jaccard() {
+    use cotforge::stages::neardup::BANDING_FP_WEIGHT;
+    use cotforge::text::minhash::*;
+    use std::collections::{HashMap, HashSet};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("p");
+    let opts = SynthOptions {
+        rows: 1500,
+        seed: 4,
+        out: out.clone(),
+        layout: SynthLayout::Prompts,
+        defects: DefectRates::parse("exact_duplicate=0.05,near_duplicate=0.2").unwrap(),
+        batch_rows: 256,
+        bench_items: None,
+    };
+    corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap();
+    let prompts: Vec<String> = read_rows(&out).into_iter().map(|r| r.0).collect();
+    let sets: Vec<Vec<u64>> = prompts
+        .iter()
+        .map(|p| {
+            let mut v = Vec::new();
+            shingle_hashes(&normalize_for_dedup(p), ShingleKind::Chars, 5, &mut v);
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+        .collect();
+    let mut exact: HashMap<(usize, usize), f64> = HashMap::new();
+    for i in 0..sets.len() {
+        for j in i + 1..sets.len() {
+            let j_ = exact_jaccard(&mut sets[i].clone(), &mut sets[j].clone());
+            if j_ >= 0.5 {
+                exact.insert((i, j), j_);
+            }
+        }
+    }
+    let hasher = MinHasher::new(128, 0);
+    let sigs: Vec<Vec<u32>> = sets
+        .iter()
+        .map(|s| {
+            let mut g = vec![0; 128];
+            hasher.signature(s, &mut g);
+            g
+        })
+        .collect();
+    eprintln!("{} prompts, {} pairs at exact Jaccard >= 0.5", prompts.len(), exact.len());
+    let diffs: Vec<f64> = exact.iter().map(|((i, j), e)| estimate_jaccard(&sigs[*i], &sigs[*j]) - e).collect();
+    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+    let sd = (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / diffs.len() as f64).sqrt();
+    eprintln!("estimate - exact: mean {mean:+.4}, sd {sd:.4}");
+    // unbiased, with the binomial spread of 128 permutations (sd <= 0.044 at any Jaccard)
+    assert!(mean.abs() < 0.005 && sd < 0.045, "estimate - exact: mean {mean:+.4}, sd {sd:.4}");
+    eprintln!("threshold  bands x rows  true pairs  candidates  candidate recall  confirmed precision  confirmed recall");
+    for t in [0.6, 0.7, 0.8, 0.9] {
+        let (b, r) = optimal_bands(t, 128, BANDING_FP_WEIGHT);
+        let mut cand: HashSet<(usize, usize)> = HashSet::new();
+        for band in 0..b {
+            let mut buckets: HashMap<u64, Vec<usize>> = HashMap::new();
+            for (i, s) in sigs.iter().enumerate() {
+                buckets.entry(band_hash(s, band, r)).or_default().push(i);
+            }
+            for m in buckets.values() {
+                for x in 0..m.len() {
+                    for y in x + 1..m.len() {
+                        cand.insert((m[x], m[y]));
+                    }
+                }
+            }
+        }
+        let truth: HashSet<(usize, usize)> = exact.iter().filter(|(_, j)| **j >= t).map(|(k, _)| *k).collect();
+        let confirmed: HashSet<(usize, usize)> = cand.iter().filter(|(i, j)| estimate_jaccard(&sigs[*i], &sigs[*j]) >= t).copied().collect();
+        let cand_recall = truth.iter().filter(|p| cand.contains(p)).count() as f64 / truth.len() as f64;
+        let hit = confirmed.iter().filter(|p| truth.contains(p)).count() as f64;
+        let (precision, recall) = (hit / confirmed.len() as f64, hit / truth.len() as f64);
+        eprintln!(
+            "{t:9.1}  {b:5} x {r:<4}  {:10}  {:10}  {cand_recall:16.3}  {precision:19.3}  {recall:16.3}",
+            truth.len(),
+            cand.len()
+        );
+        assert!(truth.len() >= 200, "threshold {t}: only {} true pairs", truth.len());
+        // the banding's S-curve: pairs just above t are candidates with probability 0.87-0.97
+        assert!(cand_recall >= 0.85, "threshold {t}: candidate recall {cand_recall:.3}");
+        // pairs sit all along the Jaccard scale here (templated prompts differing in numbers),
+        // so the estimate's error (sd 0.035) decides the many pairs near t either way; with
+        // `check: exact` precision is 1 and recall is the candidate recall
+        assert!(precision >= 0.5 && recall >= 0.6, "threshold {t}: precision {precision:.3}, recall {recall:.3}");
+    }
 }

@@ -176,7 +176,7 @@ fn filters_catch_planted_defects_on_a_synth_corpus() {
     )
     .unwrap();
     let n = 1500;
-    let opts = SynthOptions { rows: n, seed: 9, out: data.clone(), layout: SynthLayout::Columns, defects: rates, batch_rows: 128 };
+    let opts = SynthOptions { rows: n, seed: 9, out: data.clone(), layout: SynthLayout::Columns, defects: rates, batch_rows: 128, bench_items: None };
     corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap();
     let yaml = format!(
         "name: f\ninputs:\n  - path: {}/data/*.parquet\n    format: parquet\n    columns: {{prompt: problem, response: answer, reference: solution, images: images}}\n    source: synth\nstages:\n  - validate: {{}}\n  - filter.truncated: {{}}\n  - filter.repetition: {{}}\n  - filter.length: {{max_words: 18000}}\n  - filter.correct: {{}}\n  - filter.format: {{}}\n  - filter.language: {{}}\noutput:\n  dir: o\n",

@@ -47,13 +47,24 @@ fn each_layout_ingests_to_the_same_canonical_rows() {
     }
 }
 
+/// Corrupt images planted in the synthetic fixture.
+fn fixture_corrupt_images() -> usize {
+    synth_labels(&repo().join("fixtures/synth")).values().filter(|(k, _)| k == "corrupt_image").count()
+}
+
 #[test]
 fn image_store_is_content_addressed_and_holds_each_image_once() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = write_spec(tmp.path(), &demo_yaml(""));
     let out = tmp.path().join("run");
     run(&spec, &out, None);
-    let files = tree(&out.join("images"));
+    let mut files = tree(&out.join("images"));
+    // beside each image that validate decoded: its fingerprint (hash + 32x32 thumbnail), or an
+    // empty file for the corrupt one
+    let sidecars: Vec<(String, Vec<u8>)> = files.iter().filter(|(k, _)| k.ends_with(".fp")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    files.retain(|k, _| !k.ends_with(".fp"));
+    assert!(sidecars.iter().all(|(k, v)| files.contains_key(k.trim_end_matches(".fp")) && (v.is_empty() || v.len() == 8 + 1024)));
+    assert_eq!(sidecars.iter().filter(|(_, v)| v.is_empty()).count(), 1 + fixture_corrupt_images());
     // red, blue, green and the corrupt file of the layouts, plus the synthetic corpus' images;
     // the missing file is not there
     assert!(files.len() > 4, "{:?}", files.keys().collect::<Vec<_>>());

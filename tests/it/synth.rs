@@ -9,7 +9,7 @@ use polars::prelude::*;
 use crate::common::synth_labels;
 
 fn make(out: &Path, rows: usize, seed: u64, layout: SynthLayout, defects: DefectRates) -> corpus::SynthSummary {
-    let opts = SynthOptions { rows, seed, out: out.to_path_buf(), layout, defects, batch_rows: 64 };
+    let opts = SynthOptions { rows, seed, out: out.to_path_buf(), layout, defects, batch_rows: 64, bench_items: None };
     corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap()
 }
 
@@ -63,7 +63,7 @@ fn bundled_synth_fixture_is_what_synth_writes() {
     // fixtures/synth is `cotforge synth --rows 200 --seed 42`; regenerate it when synth changes
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("s");
-    let opts = SynthOptions { rows: 200, seed: 42, out: out.clone(), layout: SynthLayout::Columns, defects: DefectRates::default_rates(), batch_rows: 256 };
+    let opts = SynthOptions { rows: 200, seed: 42, out: out.clone(), layout: SynthLayout::Columns, defects: DefectRates::default_rates(), batch_rows: 256, bench_items: None };
     corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap();
     for f in ["data/train-00000.parquet", "labels.parquet", "bench/benchmark.parquet"] {
         let fixture = crate::common::repo().join("fixtures/synth").join(f);
