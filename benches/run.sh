@@ -6,12 +6,13 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/cotforge-target}"
 cargo build --release --quiet
 B="$CARGO_TARGET_DIR/release/cotforge"
+PY="${PY:-/var/cache/cotforge-venv/bin/python}"   # needs pyarrow (.ci/run makes this venv)
 echo "## machine: $(nproc) cores, $(uname -m)"
 echo "## demo run"
 "$B" run pipelines/demo.yaml --out out/bench-demo --quiet | tail -2
 echo "## synth 100k rows"
 rm -rf out/bench100k
-"$B" synth --rows 100000 --seed 1 --out out/bench100k --quiet | tail -1
+"$B" synth --rows 100000 --seed 1 --bench-items 5000 --out out/bench100k --quiet | tail -1
 du -sh out/bench100k/data
 echo "## curate the 100k corpus"
 "$B" run benches/synth100k.yaml --quiet | tail -6
@@ -44,7 +45,7 @@ inputs:
     columns: {prompt: problem, response: answer, reference: solution, images: images}
     source: synth
 stages:
-  - filter.length: {max_prompt_tokens: 4096, max_reasoning_tokens: 16384, max_answer_tokens: 1024, max_total_tokens: 16384}
+  - filter.length: {max_prompt_tokens: 4096, max_reasoning_tokens: 16384, max_answer_tokens: 1024, max_total_tokens: 20480}
 output:
   dir: out/tokens100k-run
 YAML
@@ -61,3 +62,22 @@ with open("out/cases_big.jsonl", "w") as f:
             f.write(json.dumps({"id": f"{k}-{c['id']}", "gold": c["gold"], "prediction": c["prediction"]}) + "\n")
 PY
 "$B" verify out/cases_big.jsonl > /dev/null
+echo "## MinHash near-duplicates of 1M prompts"
+rm -rf out/prompts1m
+"$B" synth --layout prompts --rows 1000000 --seed 1 --out out/prompts1m --quiet | tail -1
+"$B" run benches/minhash1m.yaml --quiet | tail -5
+echo "## image dedup of the 100k corpus"
+"$B" run benches/image100k.yaml --quiet | tail -5
+"$PY" benches/ledger_by_label.py out/bench100k out/image100k-run
+echo "## decontamination of the 100k corpus against 5,000 benchmark questions"
+"$B" run benches/decontam100k.yaml --quiet | tail -7
+python3 benches/stage_times.py out/decontam100k-run/stats.json | tail -1
+"$PY" benches/ledger_by_label.py out/bench100k out/decontam100k-run decontaminate
+echo "## near-duplicates of the 100k corpus: image-aware (default) and text-only"
+for mode in match ignore; do
+  sed -e "s/name: bench100k/name: nd-$mode/" -e "s#out/bench100k-run#out/nd-$mode-run#" \
+      -e "s/  - validate: {}/  - dedup.minhash: {images: $mode}/" -e "/filter.length\|dedup.exact/d" \
+      benches/synth100k.yaml > out/nd-$mode.yaml
+  "$B" run out/nd-$mode.yaml --quiet | tail -3
+  "$PY" benches/ledger_by_label.py out/bench100k out/nd-$mode-run
+done

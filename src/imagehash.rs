@@ -24,16 +24,19 @@ use image::imageops::FilterType;
 
 /// Side of the grey image the DCT runs on.
 const N: usize = 32;
+/// Side of the intermediate area-averaged image.
+const PRE: usize = 4 * N;
 /// Bytes of a fingerprint's thumbnail.
 pub const THUMB_BYTES: usize = N * N;
 /// Side of the low-frequency block that gives the bits.
 const K: usize = 8;
 
-/// Default largest [`thumb_distance`] of matching images: on synth figures (radius 6) it keeps
-/// 96.6% of JPEG re-encodings and 3/4 rescales and matches 6 distinct pairs per million (tables
-/// of one layout with different small digits); 0.02 keeps 99.6% and matches 16.
+/// Default largest [`thumb_distance`] of matching images, chosen for precision: template
+/// diagrams (clocks, tables, bar charts of one layout) that differ in a hand or a few digits
+/// come close to it. Byte-identical copies are always at 0; see the ignored test
+/// `fingerprint_threshold_sweep` for re-encoding recall and distinct-pair matches by threshold.
 /// Measured by the ignored test `fingerprint_threshold_sweep`.
-pub const DEFAULT_THUMB_DISTANCE: f64 = 0.01;
+pub const DEFAULT_THUMB_DISTANCE: f64 = 0.005;
 
 /// What image matching compares: the perceptual hash, and the grey thumbnail it came from
 /// (with its mean and spread, so that comparing two costs one pass of integer products).
@@ -105,82 +108,105 @@ pub fn fingerprint_of(img: &image::DynamicImage) -> Fingerprint {
     Fingerprint::new(hash, grey)
 }
 
-/// How source pixel `x` of a side of `len` pixels falls into the `N` boxes of the thumbnail:
-/// (first box, its share, second box, its share); shares add up to 1. A box is `len / N` source
-/// pixels wide, so a pixel straddles at most two boxes (when `len >= N`).
-fn box_weights(len: usize) -> Vec<(usize, f32, usize, f32)> {
-    let scale = N as f64 / len as f64;
-    (0..len)
-        .map(|x| {
-            let (lo, hi) = (x as f64 * scale, (x + 1) as f64 * scale);
-            let k0 = (lo.floor() as usize).min(N - 1);
-            let edge = (k0 + 1) as f64;
-            if hi <= edge || k0 + 1 >= N {
-                (k0, 1.0, k0, 0.0)
-            } else {
-                let first = ((edge - lo) / (hi - lo)) as f32;
-                (k0, first, k0 + 1, 1.0 - first)
-            }
+/// The source pixels under each of the `N` boxes along a side of `len >= N` pixels: a run of
+/// whole pixels `[start, end)`, and the pixels cut by the box's left and right edges with the
+/// share of each inside the box (a box is `len / N` pixels wide).
+fn box_spans(len: usize, m: usize) -> Vec<(usize, usize, usize, f32, usize, f32)> {
+    let width = len as f64 / m as f64;
+    (0..m)
+        .map(|k| {
+            let (lo, hi) = (k as f64 * width, (k + 1) as f64 * width);
+            let (start, end) = (lo.ceil() as usize, (hi.floor() as usize).min(len));
+            let left = (start as f64 - lo) as f32; // share of pixel start - 1
+            let right = (hi - end as f64) as f32; // share of pixel end
+            (start, end.max(start), start.saturating_sub(1), left, end.min(len - 1), if end < len { right } else { 0.0 })
         })
         .collect()
 }
 
 /// The grey level (sum of the colour channels) of every pixel of an 8-bit buffer with `C`
-/// channels, area-averaged into the `N x N` boxes.
-fn box_sums<const C: usize>(raw: &[u8], w: usize, h: usize, sums: &mut [f32]) {
-    let (cols, rows) = (box_weights(w), box_weights(h));
+/// channels, area-averaged into the `N x N` boxes: whole pixels of a box are a plain sum of
+/// bytes (vectorised), the two it shares with its neighbours are weighted.
+fn box_sums<const C: usize>(raw: &[u8], w: usize, h: usize, m: usize, sums: &mut [f32]) {
+    let (cols, rows) = (box_spans(w, m), box_spans(h, m));
     let colours = C.min(3);
-    let mut line = [0f32; N];
-    for (y, row) in raw.chunks_exact(w * C).enumerate() {
-        line.fill(0.0);
-        for (p, &(k0, w0, k1, w1)) in row.chunks_exact(C).zip(&cols) {
-            let v = p[..colours].iter().map(|&b| b as u32).sum::<u32>() as f32;
-            line[k0] += v * w0;
-            line[k1] += v * w1;
+    let grey = |p: &[u8]| p[..colours].iter().map(|&b| b as u32).sum::<u32>() as f32;
+    let mut line = vec![0f32; m];
+    let row_of = |y: usize| &raw[y * w * C..(y + 1) * w * C];
+    let line_of = |y: usize, line: &mut [f32]| {
+        let row = row_of(y);
+        for (k, &(start, end, left_px, left, right_px, right)) in cols.iter().enumerate() {
+            let run = &row[start * C..end * C];
+            let whole: u32 = if C == 4 {
+                run.iter().map(|&b| b as u32).sum::<u32>() - run.iter().skip(3).step_by(4).map(|&b| b as u32).sum::<u32>()
+            } else if C == 2 {
+                run.iter().step_by(2).map(|&b| b as u32).sum()
+            } else {
+                run.iter().map(|&b| b as u32).sum()
+            };
+            line[k] = whole as f32
+                + left * grey(&row[left_px * C..left_px * C + C])
+                + right * grey(&row[right_px * C..right_px * C + C]);
         }
-        let (k0, w0, k1, w1) = rows[y];
-        for k in 0..N {
-            sums[k0 * N + k] += line[k] * w0;
-            sums[k1 * N + k] += line[k] * w1;
+    };
+    for (ky, &(start, end, top_px, top, bottom_px, bottom)) in rows.iter().enumerate() {
+        let out = &mut sums[ky * m..(ky + 1) * m];
+        for y in start..end {
+            line_of(y, &mut line);
+            for (o, l) in out.iter_mut().zip(&line) {
+                *o += l;
+            }
+        }
+        for (y, share) in [(top_px, top), (bottom_px, bottom)] {
+            if share > 0.0 {
+                line_of(y, &mut line);
+                for (o, l) in out.iter_mut().zip(&line) {
+                    *o += l * share;
+                }
+            }
         }
     }
 }
 
-/// The image in grey at `N x N`: each thumbnail pixel is the area-weighted mean of the source
-/// pixels under its box (one pass over the image; a filtered resize of a large image costs
-/// many times more). Images smaller than `N` on a side are upsampled with a triangle filter.
+/// The image in grey at `N x N`: first area-averaged to `PRE x PRE` in one pass (a filtered
+/// resize of a large image costs many times more), then triangle-filtered down to `N`.
 fn grey_thumbnail(img: &image::DynamicImage) -> Vec<u8> {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    if w < N || h < N {
-        return image::imageops::resize(&img.to_luma8(), N as u32, N as u32, FilterType::Triangle).into_raw();
-    }
-    let mut sums = vec![0f32; N * N];
-    // grey is the plain mean of R, G and B (any fixed grey works for matching; this one avoids
-    // the library's per-pixel float colour conversion)
-    let colours = match img {
-        image::DynamicImage::ImageLuma8(b) => {
-            box_sums::<1>(b.as_raw(), w, h, &mut sums);
-            1.0
-        }
-        image::DynamicImage::ImageLumaA8(b) => {
-            box_sums::<2>(b.as_raw(), w, h, &mut sums);
-            1.0
-        }
-        image::DynamicImage::ImageRgb8(b) => {
-            box_sums::<3>(b.as_raw(), w, h, &mut sums);
-            3.0
-        }
-        image::DynamicImage::ImageRgba8(b) => {
-            box_sums::<4>(b.as_raw(), w, h, &mut sums);
-            3.0
-        }
-        other => {
-            box_sums::<3>(other.to_rgb8().as_raw(), w, h, &mut sums);
-            3.0
-        }
+    let small = if w >= PRE && h >= PRE {
+        let mut sums = vec![0f32; PRE * PRE];
+        // grey is the plain mean of R, G and B (any fixed grey works for matching; this one
+        // avoids the library's per-pixel float colour conversion)
+        let colours = match img {
+            image::DynamicImage::ImageLuma8(b) => {
+                box_sums::<1>(b.as_raw(), w, h, PRE, &mut sums);
+                1.0
+            }
+            image::DynamicImage::ImageLumaA8(b) => {
+                box_sums::<2>(b.as_raw(), w, h, PRE, &mut sums);
+                1.0
+            }
+            image::DynamicImage::ImageRgb8(b) => {
+                box_sums::<3>(b.as_raw(), w, h, PRE, &mut sums);
+                3.0
+            }
+            image::DynamicImage::ImageRgba8(b) => {
+                box_sums::<4>(b.as_raw(), w, h, PRE, &mut sums);
+                3.0
+            }
+            other => {
+                box_sums::<3>(other.to_rgb8().as_raw(), w, h, PRE, &mut sums);
+                3.0
+            }
+        };
+        let area = (w as f32 / PRE as f32) * (h as f32 / PRE as f32) * colours;
+        let px: Vec<u8> = sums.iter().map(|&s| (s / area).round().clamp(0.0, 255.0) as u8).collect();
+        image::GrayImage::from_raw(PRE as u32, PRE as u32, px).unwrap_or_else(|| img.to_luma8())
+    } else {
+        img.to_luma8()
     };
-    let area = (w as f32 / N as f32) * (h as f32 / N as f32) * colours;
-    sums.iter().map(|&s| (s / area).round().clamp(0.0, 255.0) as u8).collect()
+    // the final step is a triangle filter: its overlap smooths the sub-pixel misalignment that
+    // rescaled copies of line drawings have, which plain box means keep
+    image::imageops::resize(&small, N as u32, N as u32, FilterType::Triangle).into_raw()
 }
 
 /// The `K x K` lowest-frequency coefficients of the 2-D DCT-II of an `N x N` image, row-major.

@@ -89,7 +89,7 @@ pub struct DecontamConfig {
     /// Default 6.
     #[serde(default = "default_radius")]
     pub image_radius: u32,
-    /// Largest thumbnail distance of an image match (see `dedup.image`). Default 0.01.
+    /// Largest thumbnail distance of an image match (see `dedup.image`). Default 0.005.
     #[serde(default = "default_thumb")]
     pub max_thumb_distance: f64,
 }

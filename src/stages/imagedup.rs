@@ -48,7 +48,7 @@ pub struct ImageDedupConfig {
     #[serde(default = "default_radius")]
     pub radius: u32,
     /// Largest thumbnail distance (one minus the correlation of 32x32 grey thumbnails) of a
-    /// match. Default 0.01.
+    /// match. Default 0.005.
     #[serde(default = "default_thumb")]
     pub max_thumb_distance: f64,
     /// `image` (default) or `image_prompt`.

@@ -143,7 +143,7 @@ pub struct MinhashConfig {
     /// With `images: match`: compare perceptual hashes within this Hamming radius (confirmed on
     /// thumbnails, see `dedup.image`) instead of content ids; decodes every image once.
     pub image_radius: Option<u32>,
-    /// Largest thumbnail distance of an image match with `image_radius`. Default 0.01.
+    /// Largest thumbnail distance of an image match with `image_radius`. Default 0.005.
     #[serde(default = "default_thumb")]
     pub max_thumb_distance: f64,
     /// Near-duplicates must contain the same numbers in the same order (default true):
