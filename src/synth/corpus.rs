@@ -210,7 +210,8 @@ fn problem_over(scenes: &[Scene], rng: &mut Rng) -> Problem {
 const CONTENT_KINDS: [SceneKind; 5] =
     [SceneKind::BarChart, SceneKind::Shapes, SceneKind::Table, SceneKind::Clock, SceneKind::Geometry];
 
-fn base(seed: u64, i: u64) -> (Base, Rng) {
+/// The scenes of row `i` (one, or two in 20% of rows), and the generator to go on with.
+fn scenes_of(seed: u64, i: u64) -> (Vec<Scene>, Rng) {
     let mut rng = Rng::for_item(seed, STREAM_CONTENT, i);
     let n = if rng.chance(0.2) { 2 } else { 1 };
     let kind = *rng.pick(&CONTENT_KINDS);
@@ -219,6 +220,12 @@ fn base(seed: u64, i: u64) -> (Base, Rng) {
         let kind_k = if k == 0 || rng.chance(0.6) { kind } else { *rng.pick(&CONTENT_KINDS) };
         scenes.push(render::random_scene(&mut rng, kind_k));
     }
+    (scenes, rng)
+}
+
+fn base(seed: u64, i: u64) -> (Base, Rng) {
+    let (scenes, mut rng) = scenes_of(seed, i);
+    let n = scenes.len();
     let images = scenes.iter().map(|s| make_image(s, &mut rng)).collect();
     let problem = problem_over(&scenes, &mut rng);
     let prompt = prompt_for(n, &problem.question);
@@ -229,14 +236,7 @@ fn base(seed: u64, i: u64) -> (Base, Rng) {
 /// no figure to look at, the prompt states what the figure shows, so prompts are as diverse as
 /// the scenes.
 fn base_prompt(seed: u64, i: u64) -> (String, Answer) {
-    let mut rng = Rng::for_item(seed, STREAM_CONTENT, i);
-    let n = if rng.chance(0.2) { 2 } else { 1 };
-    let kind = *rng.pick(&CONTENT_KINDS);
-    let mut scenes = Vec::with_capacity(n);
-    for k in 0..n {
-        let kind_k = if k == 0 || rng.chance(0.6) { kind } else { *rng.pick(&CONTENT_KINDS) };
-        scenes.push(render::random_scene(&mut rng, kind_k));
-    }
+    let (scenes, mut rng) = scenes_of(seed, i);
     let problem = problem_over(&scenes, &mut rng);
     (format!("{} {}", problem.readings.join(" "), problem.question), problem.answer)
 }
