@@ -1,9 +1,9 @@
 //! Perceptual image hashes and an index that answers Hamming-radius queries.
 //!
-//! [`phash`] is the DCT hash: the image in grey, resized to 32x32, a 2-D DCT-II, and one bit per
-//! coefficient of the 8x8 lowest frequencies (DC excluded from the median): set when the
-//! coefficient is above the median. Re-encoding, rescaling and mild compression move few bits;
-//! different pictures differ in about half of them.
+//! The perceptual hash of a [`Fingerprint`] is the DCT hash: the image in grey, resized to
+//! 32x32, a 2-D DCT-II, and one bit per coefficient of the 8x8 lowest frequencies (DC excluded
+//! from the median): set when the coefficient is above the median. Re-encoding, rescaling and
+//! mild compression move few bits; different pictures differ in about half of them.
 //!
 //! Diagrams defeat a 64-bit hash alone: two clocks with different hands, or two rectangles
 //! with different side labels, are within 2-4 bits, as close as a JPEG re-encoding of one of
@@ -84,16 +84,6 @@ pub fn thumb_distance(a: &Fingerprint, b: &Fingerprint) -> f64 {
 pub fn fingerprint(bytes: &[u8]) -> Result<Fingerprint, String> {
     let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
     Ok(fingerprint_of(&img))
-}
-
-/// The 64-bit DCT perceptual hash of encoded image bytes, or the decoder's error.
-pub fn phash(bytes: &[u8]) -> Result<u64, String> {
-    fingerprint(bytes).map(|f| f.hash)
-}
-
-/// The perceptual hash of a decoded image.
-pub fn phash_of(img: &image::DynamicImage) -> u64 {
-    fingerprint_of(img).hash
 }
 
 /// The fingerprint of a decoded image.
@@ -236,8 +226,9 @@ pub fn distance(a: u64, b: u64) -> u32 {
     (a ^ b).count_ones()
 }
 
-/// Chunk boundaries of a 64-bit hash cut into `m` nearly equal parts: (shift, mask) each.
-fn chunks(m: usize) -> Vec<(u32, u64)> {
+/// Chunk boundaries of a 64-bit hash cut into `m` nearly equal parts: (shift, mask) each. Two
+/// hashes within Hamming distance `m - 1` agree on at least one chunk.
+pub fn chunks(m: usize) -> Vec<(u32, u64)> {
     let mut out = Vec::with_capacity(m);
     let mut start = 0u32;
     for i in 0..m {

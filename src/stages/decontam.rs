@@ -264,9 +264,9 @@ impl Decontaminate {
         out
     }
 
-    fn contaminated(&self, bench: u16, item: u32, how: String) -> Verdict {
+    fn contaminated(&self, item: u32, how: String) -> Verdict {
         let it = &self.items[item as usize];
-        Verdict::drop("contaminated", format!("benchmark `{}` item {} ({}): {how}", self.cfg.benchmarks[bench as usize].name, item, it.origin))
+        Verdict::drop("contaminated", format!("benchmark `{}` item {} ({}): {how}", self.cfg.benchmarks[it.bench as usize].name, item, it.origin))
     }
 }
 
@@ -290,12 +290,12 @@ impl Stage for Decontaminate {
         let text_only = |k: &u32| !self.items[*k as usize].has_images;
         let verdict = match self.cfg.images {
             DecontamImages::Ignore => match hits.first() {
-                Some(&k) => self.contaminated(self.items[k as usize].bench, k, format!("n-gram `{gram}`")),
+                Some(&k) => self.contaminated(k, format!("n-gram `{gram}`")),
                 None => Verdict::Keep,
             },
             DecontamImages::Match | DecontamImages::Any => {
                 if let Some(&k) = hits.iter().find(|k| text_only(k)) {
-                    self.contaminated(self.items[k as usize].bench, k, format!("n-gram `{gram}`"))
+                    self.contaminated(k, format!("n-gram `{gram}`"))
                 } else if hits.is_empty() && self.cfg.images == DecontamImages::Match {
                     Verdict::Keep
                 } else {
@@ -305,10 +305,10 @@ impl Stage for Decontaminate {
                     let both = imgs.iter().find(|(k, _)| hits.contains(k));
                     match (both, imgs.first(), self.cfg.images) {
                         (Some(&(k, d)), _, _) => {
-                            self.contaminated(self.items[k as usize].bench, k, format!("n-gram `{gram}` and its image (distance {d})"))
+                            self.contaminated(k, format!("n-gram `{gram}` and its image (distance {d})"))
                         }
                         (None, Some(&(k, d)), DecontamImages::Any) => {
-                            self.contaminated(self.items[k as usize].bench, k, format!("its image (distance {d})"))
+                            self.contaminated(k, format!("its image (distance {d})"))
                         }
                         _ => Verdict::Keep,
                     }

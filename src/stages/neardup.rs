@@ -27,7 +27,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{IndexContext, Measured, Stage, StageContext, Verdict};
 use crate::error::{Context, Result};
-use crate::imagehash::{DEFAULT_THUMB_DISTANCE, Fingerprint};
+use crate::imagehash::{DEFAULT_THUMB_DISTANCE, Fingerprint, chunks};
 use std::sync::Arc;
 use crate::schema::Trace;
 use crate::text::minhash::{
@@ -249,7 +249,11 @@ pub struct Minhash {
     bands: usize,
     rows_per_band: usize,
     ngram: usize,
+    /// Chunks of the first image's perceptual hash that key buckets (`image_radius`).
+    image_chunks: Vec<(u32, u64)>,
     parts: Vec<Part>,
+    /// Each part's signature and shingle files, opened once for clustering.
+    readers: Vec<(File, Option<File>)>,
     current_file: Option<String>,
     writers: Option<PartWriters>,
     images: Vec<ImageKey>,
@@ -271,13 +275,16 @@ impl Minhash {
     pub fn new(cfg: MinhashConfig) -> Self {
         let (bands, rows_per_band) = cfg.banding();
         let ngram = cfg.ngram.unwrap_or(5);
+        let image_chunks = chunks(cfg.image_radius.unwrap_or(0) as usize + 1);
         Self {
             hasher: MinHasher::new(cfg.num_perm, cfg.seed),
             cfg,
             bands,
             rows_per_band,
             ngram,
+            image_chunks,
             parts: Vec::new(),
+            readers: Vec::new(),
             current_file: None,
             writers: None,
             images: Vec::new(),
@@ -359,23 +366,37 @@ impl Minhash {
         Ok(())
     }
 
-    fn part_of(&self, pos: u64) -> (&Part, u64) {
+    /// The part holding row `pos`, its index, and the row's place in it.
+    fn part_of(&self, pos: u64) -> (usize, &Part, u64) {
         let k = self.parts.partition_point(|p| p.first <= pos) - 1;
-        (&self.parts[k], pos - self.parts[k].first)
+        (k, &self.parts[k], pos - self.parts[k].first)
+    }
+
+    /// Open every part's signature (and shingle) file once, for the reads of clustering.
+    fn open_readers(&mut self) -> Result<()> {
+        let open = |p: &PathBuf| File::open(p).ctx(|| format!("opening {}", p.display()));
+        self.readers = self
+            .parts
+            .iter()
+            .map(|part| {
+                let shingles = if self.cfg.check == PairCheck::Exact { Some(open(&part.shingles)?) } else { None };
+                Ok((open(&part.sig)?, shingles))
+            })
+            .collect::<Result<_>>()?;
+        Ok(())
     }
 
     fn read_sig(&self, pos: u64) -> Result<Vec<u32>> {
-        let (part, local) = self.part_of(pos);
+        let (k, part, local) = self.part_of(pos);
         let n = self.cfg.num_perm;
         let mut bytes = vec![0u8; n * 4];
-        let f = File::open(&part.sig).ctx(|| format!("opening {}", part.sig.display()))?;
-        f.read_exact_at(&mut bytes, local * n as u64 * 4).ctx(|| format!("reading {}", part.sig.display()))?;
+        self.readers[k].0.read_exact_at(&mut bytes, local * n as u64 * 4).ctx(|| format!("reading {}", part.sig.display()))?;
         Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 
     fn read_shingles(&self, pos: u64) -> Result<Vec<u64>> {
-        let (part, _) = self.part_of(pos);
-        let f = File::open(&part.shingles).ctx(|| format!("opening {}", part.shingles.display()))?;
+        let (k, part, _) = self.part_of(pos);
+        let f = self.readers[k].1.as_ref().ok_or_else(|| crate::Error::Run("internal: shingle file not open".into()))?;
         let off = self.shingle_offsets[pos as usize];
         let mut len = [0u8; 4];
         f.read_exact_at(&mut len, off).ctx(|| format!("reading {}", part.shingles.display()))?;
@@ -427,13 +448,8 @@ impl Minhash {
             ImageKey::Ids(k) => out.push(mix(band_hash, *k)),
             ImageKey::Prints(h) if h.is_empty() => out.push(mix(band_hash, 0)),
             ImageKey::Prints(h) => {
-                let m = self.cfg.image_radius.unwrap_or(0) as usize + 1;
-                let mut start = 0u32;
-                for i in 0..m {
-                    let len = (64 - start) / (m - i) as u32;
-                    let mask = if len >= 64 { u64::MAX } else { (1u64 << len) - 1 };
-                    out.push(mix(band_hash, mix(i as u64 + 1, (h[0].hash >> start) & mask)));
-                    start += len;
+                for (i, &(shift, mask)) in self.image_chunks.iter().enumerate() {
+                    out.push(mix(band_hash, mix(i as u64 + 1, (h[0].hash >> shift) & mask)));
                 }
             }
         }
@@ -592,6 +608,7 @@ impl Stage for Minhash {
 
     fn finish_index(&mut self, _ctx: &IndexContext) -> Result<()> {
         self.close_part()?;
+        self.open_readers()?;
         let mut uf = self.cluster()?;
         let mut cache = SigCache::default();
         let mut need: HashMap<u64, ()> = HashMap::new();
