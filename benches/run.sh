@@ -17,39 +17,10 @@ du -sh out/bench100k/data
 echo "## curate the 100k corpus"
 "$B" run benches/synth100k.yaml --quiet | tail -6
 echo "## text filters on the 100k corpus (fused segment)"
-cat > out/text100k.yaml <<'YAML'
-name: text100k
-inputs:
-  - path: out/bench100k/data/*.parquet
-    format: parquet
-    columns: {prompt: problem, response: answer, reference: solution, images: images}
-    source: synth
-stages:
-  - filter.truncated: {}
-  - filter.repetition: {}
-  - filter.length: {max_words: 18000}
-  - filter.correct: {}
-  - filter.format: {}
-  - filter.language: {}
-output:
-  dir: out/text100k-run
-YAML
-"$B" run out/text100k.yaml --quiet | tail -5
+"$B" run benches/text100k.yaml --quiet | tail -5
 python3 benches/stage_times.py out/text100k-run/stats.json
 echo "## token bounds on the 100k corpus (filter.length with the bundled Qwen2.5 tokenizer)"
-cat > out/tokens100k.yaml <<'YAML'
-name: tokens100k
-inputs:
-  - path: out/bench100k/data/*.parquet
-    format: parquet
-    columns: {prompt: problem, response: answer, reference: solution, images: images}
-    source: synth
-stages:
-  - filter.length: {max_prompt_tokens: 4096, max_reasoning_tokens: 16384, max_answer_tokens: 1024, max_total_tokens: 20480}
-output:
-  dir: out/tokens100k-run
-YAML
-"$B" run out/tokens100k.yaml --quiet | tail -4
+"$B" run benches/tokens100k.yaml --quiet | tail -4
 python3 benches/stage_times.py out/tokens100k-run/stats.json
 "$B" bench-tokens out/bench100k/data/train-00000.parquet --rows 5000
 echo "## verifier: the oracle cases repeated 260 times (100,620 cases)"
