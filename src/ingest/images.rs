@@ -81,7 +81,7 @@ impl ImageStore {
             return None;
         }
         let side = self.fingerprint_path(id);
-        // a sidecar is empty or exactly hash + thumbnail; anything else was cut short
+        // a sidecar is empty or exactly hash + thumbnail
         if let Ok(b) = std::fs::read(&side) {
             if b.is_empty() {
                 return None;
@@ -98,9 +98,9 @@ impl ImageStore {
     }
 
     /// Keep the fingerprint of a stored image (None: it does not decode). Best effort: a
-    /// failed write only means the next stage decodes the image again. Written in place, not
-    /// through a temporary file (one per image would double the cost): a file cut short by a
-    /// crash has the wrong length and is recomputed.
+    /// failed write only means the next stage decodes the image again. Written through a
+    /// temporary file: threads fingerprint the same image at once, and a reader must never
+    /// see a file being written (an empty one would read as "does not decode").
     pub fn remember_fingerprint(&self, id: &str, f: Option<&Fingerprint>) {
         let side = self.fingerprint_path(id);
         if side.exists() {
@@ -111,7 +111,8 @@ impl ImageStore {
             b.extend_from_slice(&f.hash.to_le_bytes());
             b.extend_from_slice(&f.thumb);
         }
-        let _ = std::fs::write(&side, &b);
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let _ = atomic_write(&side, &b, n);
     }
 
     /// Store bytes under their content id (once) and return the reference.
