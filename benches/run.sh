@@ -39,6 +39,7 @@ rm -rf out/prompts1m
 "$B" run benches/minhash1m.yaml --quiet | tail -5
 echo "## image dedup of the 100k corpus"
 "$B" run benches/image100k.yaml --quiet | tail -5
+python3 benches/stage_times.py out/image100k-run/stats.json | tail -1
 "$PY" benches/ledger_by_label.py out/bench100k out/image100k-run
 echo "## decontamination of the 100k corpus against 5,000 benchmark questions"
 "$B" run benches/decontam100k.yaml --quiet | tail -7

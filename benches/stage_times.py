@@ -10,6 +10,8 @@ for name, secs in stats["wall_seconds"]:
     print(f"  {secs:7.2f} s  {name}")
 for s in stats["stages"]:
     line = f"  stage {s['stage']}: {s['rows_in']} in, {s['rows_out']} kept, {s['seconds']:.2f} s judging"
+    if "index_seconds" in s:
+        line += f" after a {s['index_seconds']:.2f} s index pass"
     m = s.get("measured", {})
     if "total_tokens" in m:
         # text tokens counted by the tokenizer (image tokens come from the image sizes)

@@ -175,6 +175,65 @@ impl PartWriter {
     }
 }
 
+/// A [`PartWriter`] on its own thread: `write` hands the batch over (at most two wait) and
+/// returns, so encoding and compressing overlap the caller's next batch. Output is the same
+/// as the plain writer's; an error surfaces at the next `write` or at `finish`.
+pub struct PipedWriter {
+    tx: Option<std::sync::mpsc::SyncSender<DataFrame>>,
+    handle: Option<std::thread::JoinHandle<Result<PartWriter>>>,
+    rows: usize,
+}
+
+impl PipedWriter {
+    pub fn new(dir: &Path, prefix: &str, rows_per_file: usize) -> Result<Self> {
+        let mut w = PartWriter::new(dir, prefix, rows_per_file)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(2);
+        let handle = std::thread::Builder::new()
+            .name(format!("write {prefix}"))
+            .spawn(move || {
+                for df in rx {
+                    w.write(&df)?;
+                }
+                Ok(w)
+            })
+            .ctx(|| format!("starting the writer of {}", dir.display()))?;
+        Ok(Self { tx: Some(tx), handle: Some(handle), rows: 0 })
+    }
+
+    /// The writer thread's result, once it has stopped.
+    fn join(&mut self) -> Result<PartWriter> {
+        self.tx = None;
+        match self.handle.take() {
+            Some(h) => h.join().unwrap_or_else(|_| Err(Error::Run("a Parquet writer thread panicked".into()))),
+            None => Err(Error::Run("internal: Parquet writer used after it stopped".into())),
+        }
+    }
+
+    pub fn write(&mut self, df: DataFrame) -> Result<()> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        self.rows += df.height();
+        let sent = self.tx.as_ref().map(|tx| tx.send(df).is_ok()).unwrap_or(false);
+        if !sent {
+            // the thread stopped on an error: report it
+            self.join()?;
+            return Err(Error::Run("internal: Parquet writer stopped".into()));
+        }
+        Ok(())
+    }
+
+    /// Wait for the writes and close the last file (see [`PartWriter::finish`]).
+    pub fn finish(mut self, empty: &DataFrame) -> Result<Vec<PathBuf>> {
+        self.join()?.finish(empty)
+    }
+
+    /// Rows handed over so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
 /// Write one DataFrame as the single Parquet file `dest`, atomically.
 pub fn write_parquet(dest: &Path, df: &DataFrame) -> Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
@@ -244,21 +303,52 @@ impl PartReader {
     }
 
     /// Call `f` on consecutive batches of at most `batch_rows` rows, in file order.
-    pub fn for_each_batch(&self, batch_rows: usize, mut f: impl FnMut(DataFrame) -> Result<()>) -> Result<()> {
-        for (p, n, meta) in &self.files {
-            let mut off = 0;
-            while off < *n {
-                let len = batch_rows.min(n - off);
-                let file = File::open(p).ctx(|| format!("opening {}", p.display()))?;
-                let mut r = ParquetReader::new(file);
-                r.set_metadata(meta.clone());
-                let df = r.with_slice(Some((off, len))).finish().map_err(|e| {
-                    Error::Input(format!("{}: cannot read rows {off}..{}: {e}", p.display(), off + len))
-                })?;
-                f(df)?;
-                off += len;
-            }
-        }
-        Ok(())
+    pub fn for_each_batch(&self, batch_rows: usize, f: impl FnMut(DataFrame) -> Result<()>) -> Result<()> {
+        self.for_each_batch_of(batch_rows, None, f)
     }
+
+    /// [`Self::for_each_batch`] reading only `columns` (None: all). A reader thread decodes
+    /// the next batches while `f` works on the current one.
+    pub fn for_each_batch_of(
+        &self,
+        batch_rows: usize,
+        columns: Option<&[&str]>,
+        mut f: impl FnMut(DataFrame) -> Result<()>,
+    ) -> Result<()> {
+        let columns: Option<Vec<String>> = columns.map(|c| c.iter().map(|s| s.to_string()).collect());
+        let batch_rows = batch_rows.max(1);
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<DataFrame>>(2);
+            scope.spawn(move || {
+                for (p, n, meta) in &self.files {
+                    let mut off = 0;
+                    while off < *n {
+                        let len = batch_rows.min(n - off);
+                        let df = read_batch(p, meta, columns.clone(), off, len);
+                        let failed = df.is_err();
+                        // a closed channel: the consumer stopped (its error is reported)
+                        if tx.send(df).is_err() || failed {
+                            return;
+                        }
+                        off += len;
+                    }
+                }
+            });
+            for df in rx {
+                f(df?)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Rows `off..off+len` of a part whose footer is known.
+fn read_batch(p: &Path, meta: &FileMetadataRef, columns: Option<Vec<String>>, off: usize, len: usize) -> Result<DataFrame> {
+    let file = File::open(p).ctx(|| format!("opening {}", p.display()))?;
+    let mut r = ParquetReader::new(file);
+    r.set_metadata(meta.clone());
+    r.with_columns(columns)
+        .with_slice(Some((off, len)))
+        .finish()
+        .map_err(|e| Error::Input(format!("{}: cannot read rows {off}..{}: {e}", p.display(), off + len)))
 }

@@ -34,7 +34,7 @@ use crate::ingest::{self, ImageStore, RawRow};
 use crate::schema::{self, LedgerEntry, Trace};
 use crate::spec::Spec;
 use crate::stages::{IndexContext, Measured, Stage, StageContext, Verdict};
-use io::{PartReader, PartWriter, atomic_write};
+use io::{PartReader, PipedWriter, atomic_write};
 
 /// Rows per part file of intermediate (work) outputs.
 const WORK_ROWS_PER_FILE: usize = 100_000;
@@ -61,6 +61,10 @@ pub struct StageStats {
     pub rows_out: u64,
     pub dropped: BTreeMap<String, u64>,
     pub seconds: f64,
+    /// Global stages: seconds of the index pass (reading, indexing, clustering) before any
+    /// row was judged; `seconds` is the judging pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_seconds: Option<f64>,
     /// Histograms of the values the stage measured, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub measured: BTreeMap<String, histogram::Histogram>,
@@ -193,8 +197,8 @@ fn write_marker(work: &Path, stats: &StageStats) -> Result<()> {
 /// Writers for one stage: kept rows and ledger rows.
 struct StageOutput {
     /// Kept rows are written by the last stage of a segment only.
-    kept: Option<PartWriter>,
-    ledger: PartWriter,
+    kept: Option<PipedWriter>,
+    ledger: PipedWriter,
     stats: StageStats,
     batches: usize,
     /// Seconds spent judging and writing (stages of a segment share the reading).
@@ -207,8 +211,8 @@ impl StageOutput {
         let work = dir.join("work").join(&dn);
         std::fs::create_dir_all(&work).ctx(|| format!("creating {}", work.display()))?;
         Ok(Self {
-            kept: if writes_rows { Some(PartWriter::new(&work, "part", WORK_ROWS_PER_FILE)?) } else { None },
-            ledger: PartWriter::new(&dir.join("ledger"), &dn, WORK_ROWS_PER_FILE)?,
+            kept: if writes_rows { Some(PipedWriter::new(&work, "part", WORK_ROWS_PER_FILE)?) } else { None },
+            ledger: PipedWriter::new(&dir.join("ledger"), &dn, WORK_ROWS_PER_FILE)?,
             stats: StageStats {
                 index,
                 stage: name.to_string(),
@@ -216,6 +220,7 @@ impl StageOutput {
                 rows_out: 0,
                 dropped: BTreeMap::new(),
                 seconds: 0.0,
+                index_seconds: None,
                 measured: BTreeMap::new(),
             },
             batches: 0,
@@ -231,10 +236,10 @@ impl StageOutput {
         }
         debug_assert_eq!(rows_in, kept.len() + dropped.len());
         if let (Some(w), false) = (&mut self.kept, kept.is_empty()) {
-            w.write(&schema::traces_to_df(kept)?)?;
+            w.write(schema::traces_to_df(kept)?)?;
         }
         if !dropped.is_empty() {
-            self.ledger.write(&schema::ledger_to_df(dropped)?)?;
+            self.ledger.write(schema::ledger_to_df(dropped)?)?;
         }
         self.batches += 1;
         fault_point(&self.stats.stage, self.batches);
@@ -247,6 +252,8 @@ impl StageOutput {
         }
         if self.ledger.rows() > 0 {
             self.ledger.finish(&schema::ledger_to_df(&[])?)?;
+        } else {
+            drop(self.ledger);
         }
         // ingest and lone stages: wall time; fused stages: their own judging and writing time
         let secs = if self.busy > 0.0 { self.busy } else { started.elapsed().as_secs_f64() };
@@ -400,6 +407,7 @@ fn run_segment(
     let started = Instant::now();
     let input = PartReader::open(prev)?;
     let total = input.rows() as u64;
+    let mut index_seconds = None;
     if let Some((first_index, first)) = segment.first_mut() {
         if first.needs_index() {
             let pb = bar(progress, Some(total), &format!("{} (index)", first.name()));
@@ -407,8 +415,9 @@ fn run_segment(
             std::fs::create_dir_all(&index_dir).ctx(|| format!("creating {}", index_dir.display()))?;
             let ictx = IndexContext { images: store, dir: &index_dir };
             let mut pos = 0u64;
-            input.for_each_batch(spec.batch_rows, |df| {
-                let batch = schema::traces_from_df(&df)?;
+            let columns = first.index_columns();
+            input.for_each_batch_of(spec.batch_rows, columns.as_deref(), |df| {
+                let batch = if columns.is_some() { schema::traces_from_partial_df(&df)? } else { schema::traces_from_df(&df)? };
                 first.index(pos, &batch, &ictx)?;
                 pos += batch.len() as u64;
                 pb.inc(batch.len() as u64);
@@ -416,6 +425,7 @@ fn run_segment(
             })?;
             pb.finish_and_clear();
             first.finish_index(&ictx)?;
+            index_seconds = Some((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
         }
     }
     let names: Vec<&str> = segment.iter().map(|(_, s)| s.name()).collect();
@@ -444,8 +454,11 @@ fn run_segment(
     })?;
     pb.finish_and_clear();
     let mut stats = Vec::with_capacity(segment.len());
-    for ((index, st), out) in segment.iter().zip(outs) {
+    for (k, ((index, st), mut out)) in segment.iter().zip(outs).enumerate() {
         let work = dir.join("work").join(stage_dir_name(*index, st.name()));
+        if k == 0 {
+            out.stats.index_seconds = index_seconds;
+        }
         stats.push(out.finish(&work, started)?);
     }
     Ok(stats)
@@ -459,7 +472,7 @@ fn write_curated(spec: &Spec, dir: &Path, last: &Path, store: &ImageStore, progr
     }
     let input = PartReader::open(last)?;
     let pb = bar(progress, Some(input.rows() as u64), "write curated");
-    let mut w = PartWriter::new(&curated, "part", spec.rows_per_file)?;
+    let mut w = PipedWriter::new(&curated, "part", spec.rows_per_file)?;
     let with_images = |traces: &[Trace]| -> Result<polars::prelude::DataFrame> {
         let imgs: Vec<Vec<(Option<Vec<u8>>, Option<String>)>> = traces
             .par_iter()
@@ -480,7 +493,7 @@ fn write_curated(spec: &Spec, dir: &Path, last: &Path, store: &ImageStore, progr
     };
     input.for_each_batch(spec.batch_rows, |df| {
         let traces = schema::traces_from_df(&df)?;
-        w.write(&with_images(&traces)?)?;
+        w.write(with_images(&traces)?)?;
         pb.inc(traces.len() as u64);
         Ok(())
     })?;

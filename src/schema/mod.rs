@@ -196,20 +196,38 @@ fn list_values<T>(
 
 /// Read canonical traces back from a DataFrame with the trace columns.
 pub fn traces_from_df(df: &DataFrame) -> Result<Vec<Trace>> {
+    traces_from(df, false)
+}
+
+/// Read traces from a DataFrame with some of the trace columns (a projected read): the
+/// fields of missing columns are empty.
+pub fn traces_from_partial_df(df: &DataFrame) -> Result<Vec<Trace>> {
+    traces_from(df, true)
+}
+
+fn traces_from(df: &DataFrame, partial: bool) -> Result<Vec<Trace>> {
     let n = df.height();
-    let (id, source, origin) = (get_str(df, "id")?, get_str(df, "source")?, get_str(df, "origin")?);
-    let (system, prompt) = (get_str(df, "system")?, get_str(df, "prompt")?);
-    let (response, reference) = (get_str(df, "response")?, get_str(df, "reference")?);
+    let empty_str = StringChunked::full_null(PlSmallStr::EMPTY, n);
+    let empty_list = ListChunked::full_null_with_dtype(PlSmallStr::EMPTY, n, &DataType::String);
+    let get_str = |name: &str| -> Result<&StringChunked> {
+        if partial && df.column(name).is_err() { Ok(&empty_str) } else { get_str(df, name) }
+    };
+    let get_list = |name: &str| -> Result<&ListChunked> {
+        if partial && df.column(name).is_err() { Ok(&empty_list) } else { get_list(df, name) }
+    };
+    let (id, source, origin) = (get_str("id")?, get_str("source")?, get_str("origin")?);
+    let (system, prompt) = (get_str("system")?, get_str("prompt")?);
+    let (response, reference) = (get_str("response")?, get_str("reference")?);
     let strs = |s: &Series| -> PolarsResult<Vec<String>> {
         Ok(s.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
     };
     let u32s = |s: &Series| -> PolarsResult<Vec<u32>> {
         Ok(s.u32()?.iter().map(|v| v.unwrap_or(0)).collect())
     };
-    let ids = list_values(get_list(df, "image_ids")?, n, strs)?;
-    let paths = list_values(get_list(df, "image_paths")?, n, strs)?;
-    let widths = list_values(get_list(df, "image_widths")?, n, u32s)?;
-    let heights = list_values(get_list(df, "image_heights")?, n, u32s)?;
+    let ids = list_values(get_list("image_ids")?, n, strs)?;
+    let paths = list_values(get_list("image_paths")?, n, strs)?;
+    let widths = list_values(get_list("image_widths")?, n, u32s)?;
+    let heights = list_values(get_list("image_heights")?, n, u32s)?;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let images = ids[i]

@@ -167,6 +167,12 @@ pub trait Stage: Send + Sync {
         Ok(())
     }
 
+    /// The trace columns [`Stage::index`] reads (None: all). The index pass reads only these
+    /// from Parquet; the other fields of the traces it gets are empty.
+    fn index_columns(&self) -> Option<Vec<&'static str>> {
+        None
+    }
+
     /// Called once after the last [`Stage::index`] call, before any row is judged (e.g. to
     /// cluster the signatures the index pass wrote).
     fn finish_index(&mut self, _ctx: &IndexContext) -> Result<()> {

@@ -95,6 +95,14 @@ pub fn ledger(out: &Path) -> Vec<LedgerEntry> {
     v
 }
 
+/// The files of a run directory that are outputs: all but the fingerprint logs of the image
+/// store, a cache whose record order follows the threads and whose names the processes.
+pub fn run_outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut t = tree(dir);
+    t.retain(|k, _| !k.starts_with("images/fingerprints/"));
+    t
+}
+
 /// Every file under `dir` (relative path -> bytes).
 pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(base: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
