@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Context, Result};
 use crate::imagehash::Fingerprint;
+use crate::ingest::fingerprints::FingerprintLog;
 use crate::pipeline::io::atomic_write;
 use crate::schema::ImageRef;
 
@@ -28,7 +29,7 @@ pub enum ImageSource {
 pub struct ImageStore {
     root: PathBuf,
     counter: AtomicU64,
-
+    fingerprints: FingerprintLog,
 }
 
 /// Content id of image bytes: the first 128 bits of blake3, in hex.
@@ -50,7 +51,7 @@ impl ImageStore {
     /// Open (and create) the store under `root`.
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).ctx(|| format!("creating image store {}", root.display()))?;
-        Ok(Self { root: root.to_path_buf(), counter: AtomicU64::new(0) })
+        Ok(Self { root: root.to_path_buf(), counter: AtomicU64::new(0), fingerprints: FingerprintLog::new(&root.join("fingerprints")) })
     }
 
     /// Path of an image in the store.
@@ -64,55 +65,31 @@ impl ImageStore {
         std::fs::read(&p).ctx(|| format!("reading stored image {}", p.display()))
     }
 
-    /// Path of an image's fingerprint sidecar: 8 bytes of hash (little-endian) and the 32x32
-    /// thumbnail, or an empty file when the image does not decode.
-    fn fingerprint_path(&self, id: &str) -> PathBuf {
-        let mut p = self.path_of(id).into_os_string();
-        p.push(".fp");
-        PathBuf::from(p)
-    }
-
     /// The fingerprint (perceptual hash and thumbnail, [`crate::imagehash`]) of a stored image:
     /// computed once per run directory (by whichever stage decodes the image first, usually
-    /// `validate`) and kept beside the image, so later stages, resumed runs and other tasks
-    /// never decode it again. None when the image is missing or does not decode.
+    /// `validate`) and kept in the store's fingerprint logs, so later stages, resumed runs and
+    /// other tasks never decode it again. None when the image is missing or does not decode.
     pub fn fingerprint(&self, id: &str) -> Option<Arc<Fingerprint>> {
         if id.is_empty() {
             return None;
         }
-        let side = self.fingerprint_path(id);
-        // a sidecar is empty or exactly hash + thumbnail
-        if let Ok(b) = std::fs::read(&side) {
-            if b.is_empty() {
-                return None;
-            }
-            if b.len() == 8 + crate::imagehash::THUMB_BYTES {
-                let hash = u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
-                return Some(Arc::new(Fingerprint::new(hash, b[8..].to_vec())));
-            }
-        }
-        let bytes = self.get(id).ok()?;
-        let f = crate::imagehash::fingerprint(&bytes).ok();
-        self.remember_fingerprint(id, f.as_ref());
-        f.map(Arc::new)
+        self.fingerprint_checked(id).ok()?.ok()
     }
 
-    /// Keep the fingerprint of a stored image (None: it does not decode). Best effort: a
-    /// failed write only means the next stage decodes the image again. Written through a
-    /// temporary file: threads fingerprint the same image at once, and a reader must never
-    /// see a file being written (an empty one would read as "does not decode").
-    pub fn remember_fingerprint(&self, id: &str, f: Option<&Fingerprint>) {
-        let side = self.fingerprint_path(id);
-        if side.exists() {
-            return;
+    /// [`Self::fingerprint`] with the reason an image is unusable: the inner error is the
+    /// decoder's message, the outer one a failure to read the store.
+    pub fn fingerprint_checked(&self, id: &str) -> Result<std::result::Result<Arc<Fingerprint>, String>> {
+        let known = self.fingerprints.get(id);
+        if let Some(Ok(f)) = known {
+            return Ok(Ok(f));
         }
-        let mut b = Vec::with_capacity(8 + crate::imagehash::THUMB_BYTES);
-        if let Some(f) = f {
-            b.extend_from_slice(&f.hash.to_le_bytes());
-            b.extend_from_slice(&f.thumb);
+        // unknown, or known not to decode (decode again for the message)
+        let bytes = self.get(id)?;
+        let f = crate::imagehash::fingerprint(&bytes);
+        if known.is_none() {
+            self.fingerprints.put(id, f.as_ref().ok());
         }
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let _ = atomic_write(&side, &b, n);
+        Ok(f.map(Arc::new))
     }
 
     /// Store bytes under their content id (once) and return the reference.

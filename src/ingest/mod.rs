@@ -6,6 +6,7 @@
 //! Records that are individually broken (invalid UTF-8, invalid JSON, a field of the wrong type)
 //! do not stop the run; they become [`RawRow`]s carrying a [`Reject`] and end in the ledger.
 
+pub mod fingerprints;
 pub mod images;
 pub mod layout;
 pub mod value;

@@ -19,7 +19,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::neardup::DedupText;
 use super::{Measured, Stage, StageContext, Verdict};
 use crate::error::{Error, Result};
-use crate::imagehash::{DEFAULT_THUMB_DISTANCE, Fingerprint, RadiusIndex, thumb_distance};
+use crate::imagehash::{DEFAULT_THUMB_DISTANCE, Fingerprint, RadiusIndex, thumb_distance_within};
 use std::sync::Arc;
 use crate::ingest::{self, ImageStore};
 use crate::schema::Trace;
@@ -256,7 +256,7 @@ impl Decontaminate {
                 out.extend(items.iter().map(|&k| (k, 0)));
             } else if by_hash {
                 if let Some(fp) = store.fingerprint(&img.id) {
-                    let near = |(_, b): &(u32, Arc<Fingerprint>)| thumb_distance(b, &fp) <= self.cfg.max_thumb_distance;
+                    let near = |(_, b): &(u32, Arc<Fingerprint>)| thumb_distance_within(b, &fp, self.cfg.max_thumb_distance);
                     out.extend(self.phashes.all_within_where(fp.hash, near).into_iter().map(|(&(k, _), d)| (k, d)));
                 }
             }

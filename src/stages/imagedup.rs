@@ -17,7 +17,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{IndexContext, Measured, Stage, StageContext, Verdict};
 use crate::error::Result;
-use crate::imagehash::{DEFAULT_THUMB_DISTANCE, Fingerprint, RadiusIndex, thumb_distance};
+use crate::imagehash::{DEFAULT_THUMB_DISTANCE, Fingerprint, RadiusIndex, thumb_distance_within};
 use std::sync::Arc;
 use crate::schema::Trace;
 use crate::text::minhash::normalize_for_dedup;
@@ -68,6 +68,17 @@ impl ImageDedupConfig {
     }
 }
 
+/// Rows gathered before their images are fingerprinted and compared together.
+const CHUNK_ROWS: usize = 4096;
+
+/// A row waiting in the current chunk: position, id, image ids, prompt key.
+struct Pending {
+    pos: u64,
+    id: String,
+    images: Vec<String>,
+    prompt: u64,
+}
+
 pub struct ImageDedup {
     cfg: ImageDedupConfig,
     /// Kept rows' images: payload is the kept row (index into `kept`) and the image.
@@ -75,11 +86,14 @@ pub struct ImageDedup {
     kept: Vec<String>,
     /// Dropped rows: position -> (index into `kept`, largest distance).
     dropped: HashMap<u64, (u32, u32)>,
+    pending: Vec<Pending>,
+    /// The previous chunk, its images decoded, waiting to be decided.
+    fingerprinted: Option<(Vec<Pending>, Vec<Vec<Arc<Fingerprint>>>)>,
 }
 
 impl ImageDedup {
     pub fn new(cfg: ImageDedupConfig) -> Self {
-        Self { index: RadiusIndex::new(cfg.radius), cfg, kept: Vec::new(), dropped: HashMap::new() }
+        Self { index: RadiusIndex::new(cfg.radius), cfg, kept: Vec::new(), dropped: HashMap::new(), pending: Vec::new(), fingerprinted: None }
     }
 
     /// The hash and its namespace in the index: the prompt's hash in mode `image_prompt`, so
@@ -90,40 +104,60 @@ impl ImageDedup {
             ImageDedupOn::ImagePrompt => (phash, prompt),
         }
     }
-}
 
-impl Stage for ImageDedup {
-    fn name(&self) -> &'static str {
-        "dedup.image"
+    /// Queue a batch's rows for the next chunk.
+    fn gather(&mut self, first: u64, batch: &[Trace]) {
+        for (k, t) in batch.iter().enumerate() {
+            let prompt = match self.cfg.on {
+                ImageDedupOn::Image => 0,
+                ImageDedupOn::ImagePrompt => xxh3_64(normalize_for_dedup(&t.prompt).as_bytes()),
+            };
+            let images = t.images.iter().map(|i| i.id.clone()).collect();
+            self.pending.push(Pending { pos: first + k as u64, id: t.id.clone(), images, prompt });
+        }
     }
 
-    fn needs_index(&self) -> bool {
-        true
-    }
-
-    fn index(&mut self, first: u64, batch: &[Trace], ctx: &IndexContext) -> Result<()> {
-        // perceptual hashes in parallel (decoding is the cost), decisions in input order
-        let keys: Vec<(Vec<Option<Arc<Fingerprint>>>, u64)> = batch
+    /// Decide a chunk of rows whose fingerprints are known, in input order, exactly as one row
+    /// at a time against the index would. Each image's first match among rows kept before
+    /// the chunk is looked up in parallel; the one sequential step looks only at a small index
+    /// of rows kept inside the chunk, which an earlier kept row always precedes.
+    fn decide(&mut self, chunk: Vec<Pending>, prints: Vec<Vec<Arc<Fingerprint>>>) {
+        let max_thumb = self.cfg.max_thumb_distance;
+        let this = &*self;
+        // per row: its images' fingerprints, each with its first match before the chunk
+        type Looked = Vec<(Arc<Fingerprint>, Option<(u32, u32)>)>;
+        let looked: Vec<Looked> = chunk
             .par_iter()
-            .map(|t| {
-                let prompt = match self.cfg.on {
-                    ImageDedupOn::Image => 0,
-                    ImageDedupOn::ImagePrompt => xxh3_64(normalize_for_dedup(&t.prompt).as_bytes()),
-                };
-                (t.images.iter().map(|i| ctx.images.fingerprint(&i.id)).collect(), prompt)
+            .zip(prints)
+            .map(|(p, fps)| {
+                fps.into_iter()
+                    .map(|fp| {
+                        let (h, ns) = this.namespaced(fp.hash, p.prompt);
+                        let before = this
+                            .index
+                            .first_within_ns(h, ns, |(_, kept)| thumb_distance_within(kept, &fp, max_thumb))
+                            .map(|(&(row, _), d)| (row, d));
+                        (fp, before)
+                    })
+                    .collect()
             })
             .collect();
-        for (k, (t, (hashes, prompt))) in batch.iter().zip(keys).enumerate() {
-            let prints: Vec<Arc<Fingerprint>> = hashes.into_iter().flatten().collect();
+        let pending = chunk;
+        let mut local: RadiusIndex<(u32, Arc<Fingerprint>)> = RadiusIndex::new(self.cfg.radius);
+        let mut added: Vec<(u64, u64, (u32, Arc<Fingerprint>))> = Vec::new();
+        for (p, prints) in pending.into_iter().zip(looked) {
             if prints.is_empty() {
                 continue; // nothing to compare (no images, or none decodes)
             }
+            // a row is a duplicate when every image matches an image of an earlier kept row
             let mut matched: Option<(u32, u32)> = None;
-            let max_thumb = self.cfg.max_thumb_distance;
-            for fp in &prints {
-                let (h, ns) = self.namespaced(fp.hash, prompt);
-                match self.index.first_within_ns(h, ns, |(_, kept)| thumb_distance(kept, fp) <= max_thumb) {
-                    Some((&(row, _), d)) => {
+            for (fp, before) in &prints {
+                let (h, ns) = self.namespaced(fp.hash, p.prompt);
+                let hit = before.or_else(|| {
+                    local.first_within_ns(h, ns, |(_, kept)| thumb_distance_within(kept, fp, max_thumb)).map(|(&(row, _), d)| (row, d))
+                });
+                match hit {
+                    Some((row, d)) => {
                         let (first_row, worst) = matched.unwrap_or((row, 0));
                         matched = Some((first_row, worst.max(d)));
                     }
@@ -135,18 +169,70 @@ impl Stage for ImageDedup {
             }
             match matched {
                 Some(m) => {
-                    self.dropped.insert(first + k as u64, m);
+                    self.dropped.insert(p.pos, m);
                 }
                 None => {
                     let row = self.kept.len() as u32;
-                    self.kept.push(t.id.clone());
-                    for fp in prints {
-                        let (h, ns) = self.namespaced(fp.hash, prompt);
-                        self.index.insert_ns(h, ns, (row, fp));
+                    self.kept.push(p.id);
+                    for (fp, _) in prints {
+                        let (h, ns) = self.namespaced(fp.hash, p.prompt);
+                        local.insert_ns(h, ns, (row, fp.clone()));
+                        added.push((h, ns, (row, fp)));
                     }
                 }
             }
         }
+        for (h, ns, payload) in added {
+            self.index.insert_ns(h, ns, payload);
+        }
+    }
+}
+
+/// The fingerprints of a chunk's images, per row (missing and undecodable images left out),
+/// decoded in parallel.
+fn fingerprints(chunk: &[Pending], ctx: &IndexContext) -> Vec<Vec<Arc<Fingerprint>>> {
+    chunk.par_iter().map(|p| p.images.iter().filter_map(|id| ctx.images.fingerprint(id)).collect()).collect()
+}
+
+impl Stage for ImageDedup {
+    fn name(&self) -> &'static str {
+        "dedup.image"
+    }
+
+    fn needs_index(&self) -> bool {
+        true
+    }
+
+    fn index_columns(&self) -> Option<Vec<&'static str>> {
+        Some(vec!["id", "prompt", "image_ids"])
+    }
+
+    fn index(&mut self, first: u64, batch: &[Trace], ctx: &IndexContext) -> Result<()> {
+        self.gather(first, batch);
+        if self.pending.len() >= CHUNK_ROWS {
+            // decode the new chunk's images while the previous chunk is decided
+            let chunk = std::mem::take(&mut self.pending);
+            let previous = self.fingerprinted.take();
+            let (prints, ()) = rayon::join(
+                || fingerprints(&chunk, ctx),
+                || {
+                    if let Some((c, p)) = previous {
+                        self.decide(c, p)
+                    }
+                },
+            );
+            self.fingerprinted = Some((chunk, prints));
+        }
+        Ok(())
+    }
+
+    fn finish_index(&mut self, ctx: &IndexContext) -> Result<()> {
+        if let Some((c, p)) = self.fingerprinted.take() {
+            self.decide(c, p);
+        }
+        let chunk = std::mem::take(&mut self.pending);
+        let prints = fingerprints(&chunk, ctx);
+        self.decide(chunk, prints);
         Ok(())
     }
 

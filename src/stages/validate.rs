@@ -1,14 +1,12 @@
 //! `validate`: the row-level sanity gate. Drops rows with an empty prompt or response, an image
 //! file that was missing at ingest, or image bytes that do not decode.
 
-use std::io::Cursor;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Measured, Stage, StageContext, Verdict};
 use crate::error::Result;
-use crate::imagehash::fingerprint_of;
 use crate::schema::Trace;
 
 /// Parameters of `validate`.
@@ -37,16 +35,7 @@ impl Validate {
     }
 }
 
-/// Decode image bytes completely; the error says why they are unusable.
-pub fn decode(bytes: &[u8]) -> std::result::Result<image::DynamicImage, String> {
-    let reader = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
-    if reader.format().is_none() {
-        return Err("unrecognised image format".into());
-    }
-    reader.decode().map_err(|e| e.to_string())
-}
+pub use crate::imagehash::decode;
 
 /// Decode image bytes completely and return the size; the error says why they are unusable.
 pub fn decode_check(bytes: &[u8]) -> std::result::Result<(u32, u32), String> {
@@ -72,14 +61,10 @@ impl Stage for Validate {
         }
         if self.cfg.decode_images {
             for (k, img) in t.images.iter().enumerate() {
-                let bytes = ctx.images.get(&img.id)?;
-                match decode(&bytes) {
-                    // the pixels are at hand: keep the fingerprint the dedup stages compare
-                    Ok(decoded) => ctx.images.remember_fingerprint(&img.id, Some(&fingerprint_of(&decoded))),
-                    Err(e) => {
-                        ctx.images.remember_fingerprint(&img.id, None);
-                        return Ok(Measured::only(Verdict::drop("corrupt_image", format!("image {k} `{}` ({}): {e}", img.path, img.id))));
-                    }
+                // decoding completely is the check; the fingerprint the dedup stages compare
+                // comes out of it and is kept beside the image
+                if let Err(e) = ctx.images.fingerprint_checked(&img.id)? {
+                    return Ok(Measured::only(Verdict::drop("corrupt_image", format!("image {k} `{}` ({}): {e}", img.path, img.id))));
                 }
             }
         }

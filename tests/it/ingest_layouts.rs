@@ -59,12 +59,22 @@ fn image_store_is_content_addressed_and_holds_each_image_once() {
     let out = tmp.path().join("run");
     run(&spec, &out, None);
     let mut files = tree(&out.join("images"));
-    // beside each image that validate decoded: its fingerprint (hash + 32x32 thumbnail), or an
-    // empty file for the corrupt one
-    let sidecars: Vec<(String, Vec<u8>)> = files.iter().filter(|(k, _)| k.ends_with(".fp")).map(|(k, v)| (k.clone(), v.clone())).collect();
-    files.retain(|k, _| !k.ends_with(".fp"));
-    assert!(sidecars.iter().all(|(k, v)| files.contains_key(k.trim_end_matches(".fp")) && (v.is_empty() || v.len() == 8 + 1024)));
-    assert_eq!(sidecars.iter().filter(|(_, v)| v.is_empty()).count(), 1 + fixture_corrupt_images());
+    files.retain(|k, _| !k.starts_with("fingerprints/"));
+    // validate logged the fingerprint of each image it decoded (or that it does not decode)
+    let record = 16 + 1 + 8 + 1024 + 8;
+    let logs: usize = tree(&out.join("images/fingerprints")).values().map(|v| v.len()).sum();
+    assert!(logs % record == 0 && logs / record <= files.len() && logs > 0, "{logs} bytes of fingerprint records");
+    let store = cotforge::ingest::images::ImageStore::open(&out.join("images")).unwrap();
+    let known: Vec<(String, Result<_, String>)> =
+        files.keys().map(|k| k.rsplit('/').next().unwrap().to_string()).map(|id| (id.clone(), store.fingerprint_checked(&id).unwrap())).collect();
+    assert_eq!(known.iter().filter(|(_, f)| f.is_err()).count(), 1 + fixture_corrupt_images());
+    // a fresh store answers from the logs (validate's, and the one the lookups above added for
+    // images validate never decoded), without the image bytes
+    let bare = tempfile::tempdir().unwrap();
+    copy_dir(&out.join("images/fingerprints"), &bare.path().join("fingerprints"));
+    let cached = cotforge::ingest::images::ImageStore::open(bare.path()).unwrap();
+    let from_log = known.iter().filter(|(id, f)| matches!((f, cached.fingerprint(id)), (Ok(a), Some(b)) if *a == b)).count();
+    assert_eq!(from_log, known.iter().filter(|(_, f)| f.is_ok()).count(), "every decoded image is answered from the logs");
     // red, blue, green and the corrupt file of the layouts, plus the synthetic corpus' images;
     // the missing file is not there
     assert!(files.len() > 4, "{:?}", files.keys().collect::<Vec<_>>());
@@ -74,5 +84,13 @@ fn image_store_is_content_addressed_and_holds_each_image_once() {
         let id = cotforge::ingest::images::image_id(&bytes);
         assert!(rel.ends_with(&id), "{rel} holds content {id}");
         assert!(rel.starts_with(&id[..2]));
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
     }
 }
