@@ -39,6 +39,9 @@ fn default_radius() -> u32 {
 fn default_thumb() -> f64 {
     DEFAULT_THUMB_DISTANCE
 }
+fn default_chunk_rows() -> usize {
+    4096
+}
 
 /// Parameters of `dedup.image`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -54,12 +57,19 @@ pub struct ImageDedupConfig {
     /// `image` (default) or `image_prompt`.
     #[serde(default)]
     pub on: ImageDedupOn,
+    /// Rows whose images are decoded together (in parallel, overlapping the decisions on the
+    /// chunk before). Results do not depend on it. Default 4096.
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: usize,
 }
 
 impl ImageDedupConfig {
     pub fn check(&self) -> std::result::Result<(), String> {
         if self.radius > 32 {
             return Err(format!("radius must be at most 32 (of 64 bits), got {}", self.radius));
+        }
+        if self.chunk_rows == 0 {
+            return Err("chunk_rows must be at least 1".into());
         }
         if !(0.0..=2.0).contains(&self.max_thumb_distance) {
             return Err(format!("max_thumb_distance must be in [0, 2], got {}", self.max_thumb_distance));
@@ -68,8 +78,6 @@ impl ImageDedupConfig {
     }
 }
 
-/// Rows gathered before their images are fingerprinted and compared together.
-const CHUNK_ROWS: usize = 4096;
 
 /// A row waiting in the current chunk: position, id, image ids, prompt key.
 struct Pending {
@@ -209,7 +217,7 @@ impl Stage for ImageDedup {
 
     fn index(&mut self, first: u64, batch: &[Trace], ctx: &IndexContext) -> Result<()> {
         self.gather(first, batch);
-        if self.pending.len() >= CHUNK_ROWS {
+        if self.pending.len() >= self.cfg.chunk_rows {
             // decode the new chunk's images while the previous chunk is decided
             let chunk = std::mem::take(&mut self.pending);
             let previous = self.fingerprinted.take();

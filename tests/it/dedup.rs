@@ -240,9 +240,11 @@ fn crafted_rows_minhash_image_and_decontamination() {
 fn dedup_stages_are_deterministic_across_threads_batches_and_memory() {
     let tmp = tempfile::tempdir().unwrap();
     let data = corpus(tmp.path(), 700, 21, "exact_duplicate=0.05,near_duplicate=0.08,shared_image=0.05,contamination=0.04");
-    let stages = format!("{}  - dedup.minhash: {{MEM}}\n  - dedup.image: {{}}\n", bench_stage(&data, ""));
+    let stages = format!("{}  - dedup.minhash: {{MEM}}\n  - dedup.image: {{CHUNK}}\n", bench_stage(&data, ""));
     let go = |threads: Option<usize>, batch: usize, mem: &str, sub: &str| {
-        let yaml = spec_over(&data, &stages.replace("MEM", mem), &format!("batch_rows: {batch}\n"));
+        // image chunks of 61 rows: decisions across chunks, overlapped with the next decoding
+        let chunk = if mem.is_empty() { "" } else { "chunk_rows: 61" };
+        let yaml = spec_over(&data, &stages.replace("MEM", mem).replace("CHUNK", chunk), &format!("batch_rows: {batch}\n"));
         let spec = write_spec(tmp.path(), &yaml);
         let out = tmp.path().join(sub);
         run(&spec, &out, threads);
