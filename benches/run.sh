@@ -53,3 +53,5 @@ for mode in match ignore; do
   "$B" run out/nd-$mode.yaml --quiet | tail -3
   "$PY" benches/ledger_by_label.py out/bench100k out/nd-$mode-run
 done
+echo "## best-fit-decreasing packing of 1M log-normal long-CoT lengths"
+"$B" bench-pack

@@ -97,6 +97,16 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         rows: usize,
     },
+    /// Benchmark best-fit-decreasing packing on log-normal long-CoT lengths (median 2k
+    /// tokens, p95 7k).
+    BenchPack {
+        /// Number of samples.
+        #[arg(long, default_value_t = 1_000_000)]
+        n: usize,
+        /// Pack capacities (tokens).
+        #[arg(long, value_delimiter = ',', default_value = "8192,16384")]
+        max_len: Vec<u32>,
+    },
     /// Check a spec without running it.
     Check {
         /// Pipeline spec (YAML).
@@ -201,6 +211,22 @@ fn dispatch(cmd: Command) -> Result<()> {
             std::io::Write::flush(&mut out).map_err(|e| Error::io("writing stdout", e))?;
             let secs = started.elapsed().as_secs_f64();
             eprintln!("{n} cases, {equal} equal, {secs:.3} s ({:.0} cases/s)", n as f64 / secs.max(1e-9));
+            Ok(())
+        }
+        Command::BenchPack { n, max_len } => {
+            let lengths = cotforge::pack::bfd::lognormal_lengths(n, 2000.0, 7000.0, 32_768, 1);
+            for cap in max_len {
+                let t = std::time::Instant::now();
+                let p = cotforge::pack::bfd::best_fit_decreasing(&lengths, cap, None);
+                let secs = t.elapsed().as_secs_f64();
+                let lost: u64 = p.over.iter().map(|&i| lengths[i as usize] as u64).sum();
+                println!(
+                    "{n} samples, capacity {cap}: {} packs, fill {:.4}%, {} over-length samples ({lost} tokens) left out, {secs:.3} s",
+                    p.packs.len(),
+                    100.0 * p.fill(),
+                    p.over.len()
+                );
+            }
             Ok(())
         }
         Command::BenchTokens { parquet, column, rows } => {

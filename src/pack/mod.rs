@@ -1,0 +1,3 @@
+//! Packing tokenized samples into fixed-length training sequences.
+
+pub mod bfd;
