@@ -106,6 +106,9 @@ enum Command {
         /// Pack capacities (tokens).
         #[arg(long, value_delimiter = ',', default_value = "8192,16384")]
         max_len: Vec<u32>,
+        /// Also write the lengths, one per line, to this file (for benches/trl_pack_compare.py).
+        #[arg(long)]
+        lengths_out: Option<PathBuf>,
     },
     /// Check a spec without running it.
     Check {
@@ -213,8 +216,12 @@ fn dispatch(cmd: Command) -> Result<()> {
             eprintln!("{n} cases, {equal} equal, {secs:.3} s ({:.0} cases/s)", n as f64 / secs.max(1e-9));
             Ok(())
         }
-        Command::BenchPack { n, max_len } => {
+        Command::BenchPack { n, max_len, lengths_out } => {
             let lengths = cotforge::pack::bfd::lognormal_lengths(n, 2000.0, 7000.0, 32_768, 1);
+            if let Some(path) = lengths_out {
+                let text: String = lengths.iter().map(|l| format!("{l}\n")).collect();
+                cotforge::pipeline::io::atomic_write(&path, text.as_bytes(), 0)?;
+            }
             for cap in max_len {
                 let t = std::time::Instant::now();
                 let p = cotforge::pack::bfd::best_fit_decreasing(&lengths, cap, None);
