@@ -66,7 +66,7 @@ impl RoomTree {
             if i == 1 {
                 return None;
             }
-            if i % 2 == 0 && self.counts[i + 1] > 0 {
+            if i.is_multiple_of(2) && self.counts[i + 1] > 0 {
                 i += 1;
                 break;
             }

@@ -1,3 +1,4 @@
 //! Packing tokenized samples into fixed-length training sequences.
 
 pub mod bfd;
+pub mod template;

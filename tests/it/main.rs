@@ -3,6 +3,7 @@
 mod common;
 
 mod bad_inputs;
+mod chat;
 mod dedup;
 mod filters;
 mod ingest_layouts;
