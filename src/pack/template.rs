@@ -79,6 +79,7 @@ impl ChatTemplate {
         // transformers renders with trim_blocks and lstrip_blocks
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.add_filter("tojson", py_tojson);
         env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, minijinja::Error> {
             Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
         });
@@ -89,15 +90,42 @@ impl ChatTemplate {
     /// Render a conversation. `extra` holds further variables (e.g. `default_system_message`).
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool, extra: &serde_json::Map<String, serde_json::Value>) -> Result<String> {
         let t = self.env.get_template("chat").map_err(|e| Error::Run(format!("chat template: {e}")))?;
-        let mut ctx = extra.clone();
-        ctx.insert("messages".into(), serde_json::to_value(messages).map_err(|e| Error::Run(format!("messages: {e}")))?);
-        ctx.insert("add_generation_prompt".into(), add_generation_prompt.into());
+        let mut ctx: Vec<(String, Value)> = extra.iter().map(|(k, v)| (k.clone(), Value::from_serialize(v))).collect();
+        // messages keep their key order (role, then content), as Python dicts do
+        ctx.push(("messages".into(), Value::from_serialize(messages)));
+        ctx.push(("add_generation_prompt".into(), Value::from(add_generation_prompt)));
         if let Some(b) = &self.bos {
-            ctx.insert("bos_token".into(), b.clone().into());
+            ctx.push(("bos_token".into(), Value::from(b.as_str())));
         }
         if let Some(e) = &self.eos {
-            ctx.insert("eos_token".into(), e.clone().into());
+            ctx.push(("eos_token".into(), Value::from(e.as_str())));
         }
-        t.render(Value::from_serialize(&ctx)).map_err(|e| Error::Input(format!("rendering the chat template: {e}")))
+        let ctx: Value = ctx.into_iter().collect::<std::collections::BTreeMap<String, Value>>().into();
+        t.render(ctx).map_err(|e| Error::Input(format!("rendering the chat template: {e}")))
     }
+}
+
+/// Python's `json.dumps` layout, as transformers' `tojson` filter writes it: `", "` between
+/// items, `": "` after keys, non-ASCII kept, keys in insertion order.
+struct PyFormatter;
+
+impl serde_json::ser::Formatter for PyFormatter {
+    fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+fn py_tojson(v: Value) -> std::result::Result<Value, minijinja::Error> {
+    use serde::Serialize;
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PyFormatter);
+    v.serialize(&mut ser).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    // safe to emit as is: templates build JSON text with it
+    Ok(Value::from_safe_string(String::from_utf8(out).unwrap_or_default()))
 }

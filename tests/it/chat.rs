@@ -43,4 +43,8 @@ fn template_errors_are_clear() {
     let py = ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}|{{ 'a-b'.split('-') | join(',') }}".into(), None, None).unwrap();
     let m: Vec<Message> = serde_json::from_str(r#"[{"role": "user", "content": "  hi  "}]"#).unwrap();
     assert_eq!(py.render(&m, false, &serde_json::Map::new()).unwrap(), "HI|a,b");
+    // loop controls, and tojson as transformers writes it (Python's json.dumps layout, key order kept)
+    let ctl = ChatTemplate::new("{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}{{ m | tojson }}{% endfor %}".into(), None, None).unwrap();
+    let m: Vec<Message> = serde_json::from_str(r#"[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]"#).unwrap();
+    assert_eq!(ctl.render(&m, false, &serde_json::Map::new()).unwrap(), r#"{"role": "user", "content": "a"}"#);
 }
