@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 
-
 /// Side of the grey image the DCT runs on.
 const N: usize = 32;
 /// Side of the intermediate area-averaged image.
@@ -36,7 +35,6 @@ const K: usize = 8;
 /// diagrams (clocks, tables, bar charts of one layout) that differ in a hand or a few digits
 /// come close to it. Byte-identical copies are always at 0; see the ignored test
 /// `fingerprint_threshold_sweep` for re-encoding recall and distinct-pair matches by threshold.
-/// Measured by the ignored test `fingerprint_threshold_sweep`.
 pub const DEFAULT_THUMB_DISTANCE: f64 = 0.005;
 
 /// What image matching compares: the perceptual hash, and the grey thumbnail it came from
@@ -134,14 +132,14 @@ pub fn decode(bytes: &[u8]) -> Result<image::DynamicImage, String> {
 }
 
 /// The fingerprint of encoded image bytes, or the decoder's error. Decoding is complete (a
-/// corrupt image is an error), but PNG images at least `PRE` pixels on a side are read one row
-/// at a time into the area average, never held whole; the result equals
-/// `fingerprint_of(&decode(bytes)?)` up to float rounding.
+/// corrupt image is an error), but non-interlaced PNG images are read one row at a time into
+/// the area average, never held whole; the result equals `fingerprint_of(&decode(bytes)?)`
+/// (16-bit samples: within a level, the stream keeps the high byte where the decoder rounds).
 pub fn fingerprint(bytes: &[u8]) -> Result<Fingerprint, String> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        if let Some(grey) = png_streamed(bytes)? {
-            return Ok(from_grey(grey));
-        }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+        && let Some(grey) = png_streamed(bytes)?
+    {
+        return Ok(from_grey(grey));
     }
     Ok(fingerprint_of(&decode(bytes)?))
 }
@@ -185,8 +183,9 @@ fn pixel_boxes(len: usize, m: usize) -> Vec<(u32, f32, f32)> {
 /// R, G and B (alpha left out; any fixed grey works for matching, and this one needs no
 /// per-pixel colour conversion). Two accumulators of raw samples roll over the box rows: a
 /// source row adds into at most two of them, weighted by its share of each in 64ths, a
-/// vectorised 16-bit multiply-add per sample (spilled into 32 bits every four rows); a box row is turned into grey and summed across
-/// once, when the rows have passed it (with exact shares for the columns).
+/// vectorised 16-bit multiply-add per sample (spilled into 32 bits every four rows); a box
+/// row is turned into grey and summed across once, when the rows have passed it (with exact
+/// shares for the columns).
 struct AreaAverage {
     mx: usize,
     my: usize,

@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -35,14 +35,14 @@ struct Loc(u32, u64);
 struct Logs {
     files: Vec<File>,
     at: HashMap<[u8; ID], Loc>,
+    /// This process's log (index into `files`) and its length, opened on the first write.
+    own: Option<(u32, u64)>,
 }
 
 /// The fingerprint logs of one image store.
 pub struct FingerprintLog {
     dir: PathBuf,
     logs: OnceLock<RwLock<Logs>>,
-    /// This process's log (index into `files`) and its length, opened on the first write.
-    own: Mutex<Option<(u32, u64)>>,
 }
 
 impl std::fmt::Debug for FingerprintLog {
@@ -101,7 +101,7 @@ fn decode(b: &[u8]) -> Option<([u8; ID], Known)> {
 
 impl FingerprintLog {
     pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_path_buf(), logs: OnceLock::new(), own: Mutex::new(None) }
+        Self { dir: dir.to_path_buf(), logs: OnceLock::new() }
     }
 
     /// Read the logs' indexes on first use.
@@ -156,12 +156,11 @@ impl FingerprintLog {
             return Ok(());
         }
         // one writer at a time appends to this process's log, then publishes the location
-        let mut own = self.own.lock().map_err(|_| crate::Error::Run("fingerprint log lock poisoned".into()))?;
         let mut logs = lock.write().map_err(|_| crate::Error::Run("fingerprint log lock poisoned".into()))?;
         if logs.at.contains_key(&key) {
             return Ok(());
         }
-        let (file, len) = match *own {
+        let (file, len) = match logs.own {
             Some(o) => o,
             None => {
                 std::fs::create_dir_all(&self.dir).ctx(|| format!("creating {}", self.dir.display()))?;
@@ -174,7 +173,7 @@ impl FingerprintLog {
         };
         (&logs.files[file as usize]).write_all(&rec).ctx(|| format!("appending to a fingerprint log in {}", self.dir.display()))?;
         logs.at.insert(key, Loc(file, len));
-        *own = Some((file, len + RECORD as u64));
+        logs.own = Some((file, len + RECORD as u64));
         Ok(())
     }
 }

@@ -78,6 +78,8 @@ impl ImageDedupConfig {
     }
 }
 
+/// Per row of a chunk, the fingerprints of its images.
+type RowPrints = Vec<Vec<Arc<Fingerprint>>>;
 
 /// A row waiting in the current chunk: position, id, image ids, prompt key.
 struct Pending {
@@ -96,7 +98,7 @@ pub struct ImageDedup {
     dropped: HashMap<u64, (u32, u32)>,
     pending: Vec<Pending>,
     /// The previous chunk, its images decoded, waiting to be decided.
-    fingerprinted: Option<(Vec<Pending>, Vec<Vec<Arc<Fingerprint>>>)>,
+    fingerprinted: Option<(Vec<Pending>, RowPrints)>,
 }
 
 impl ImageDedup {
@@ -128,8 +130,9 @@ impl ImageDedup {
     /// Decide a chunk of rows whose fingerprints are known, in input order, exactly as one row
     /// at a time against the index would. Each image's first match among rows kept before
     /// the chunk is looked up in parallel; the one sequential step looks only at a small index
-    /// of rows kept inside the chunk, which an earlier kept row always precedes.
-    fn decide(&mut self, chunk: Vec<Pending>, prints: Vec<Vec<Arc<Fingerprint>>>) {
+    /// of rows kept inside the chunk, which an earlier kept row always precedes. Kept rows go
+    /// into the index as they are decided: the lookups before the chunk are already done.
+    fn decide(&mut self, chunk: Vec<Pending>, prints: RowPrints) {
         let max_thumb = self.cfg.max_thumb_distance;
         let this = &*self;
         // per row: its images' fingerprints, each with its first match before the chunk
@@ -150,10 +153,8 @@ impl ImageDedup {
                     .collect()
             })
             .collect();
-        let pending = chunk;
         let mut local: RadiusIndex<(u32, Arc<Fingerprint>)> = RadiusIndex::new(self.cfg.radius);
-        let mut added: Vec<(u64, u64, (u32, Arc<Fingerprint>))> = Vec::new();
-        for (p, prints) in pending.into_iter().zip(looked) {
+        for (p, prints) in chunk.into_iter().zip(looked) {
             if prints.is_empty() {
                 continue; // nothing to compare (no images, or none decodes)
             }
@@ -185,20 +186,17 @@ impl ImageDedup {
                     for (fp, _) in prints {
                         let (h, ns) = self.namespaced(fp.hash, p.prompt);
                         local.insert_ns(h, ns, (row, fp.clone()));
-                        added.push((h, ns, (row, fp)));
+                        self.index.insert_ns(h, ns, (row, fp));
                     }
                 }
             }
-        }
-        for (h, ns, payload) in added {
-            self.index.insert_ns(h, ns, payload);
         }
     }
 }
 
 /// The fingerprints of a chunk's images, per row (missing and undecodable images left out),
 /// decoded in parallel.
-fn fingerprints(chunk: &[Pending], ctx: &IndexContext) -> Vec<Vec<Arc<Fingerprint>>> {
+fn fingerprints(chunk: &[Pending], ctx: &IndexContext) -> RowPrints {
     chunk.par_iter().map(|p| p.images.iter().filter_map(|id| ctx.images.fingerprint(id)).collect()).collect()
 }
 
@@ -212,7 +210,10 @@ impl Stage for ImageDedup {
     }
 
     fn index_columns(&self) -> Option<Vec<&'static str>> {
-        Some(vec!["id", "prompt", "image_ids"])
+        match self.cfg.on {
+            ImageDedupOn::Image => Some(vec!["id", "image_ids"]),
+            ImageDedupOn::ImagePrompt => Some(vec!["id", "prompt", "image_ids"]),
+        }
     }
 
     fn index(&mut self, first: u64, batch: &[Trace], ctx: &IndexContext) -> Result<()> {

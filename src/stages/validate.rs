@@ -1,7 +1,6 @@
 //! `validate`: the row-level sanity gate. Drops rows with an empty prompt or response, an image
 //! file that was missing at ingest, or image bytes that do not decode.
 
-
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -35,7 +34,7 @@ impl Validate {
     }
 }
 
-pub use crate::imagehash::decode;
+use crate::imagehash::decode;
 
 /// Decode image bytes completely and return the size; the error says why they are unusable.
 pub fn decode_check(bytes: &[u8]) -> std::result::Result<(u32, u32), String> {
@@ -62,7 +61,7 @@ impl Stage for Validate {
         if self.cfg.decode_images {
             for (k, img) in t.images.iter().enumerate() {
                 // decoding completely is the check; the fingerprint the dedup stages compare
-                // comes out of it and is kept beside the image
+                // comes out of it and goes into the image store's fingerprint log
                 if let Err(e) = ctx.images.fingerprint_checked(&img.id)? {
                     return Ok(Measured::only(Verdict::drop("corrupt_image", format!("image {k} `{}` ({}): {e}", img.path, img.id))));
                 }
