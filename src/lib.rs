@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod pack;
 pub mod pipeline;
 pub mod schema;
+pub mod shards;
 pub mod spec;
 pub mod stages;
 pub mod synth;

@@ -37,13 +37,19 @@ enum Command {
         quiet: bool,
     },
     /// Show schema, row count and first rows of a Parquet/JSONL/JSON file, a directory of
-    /// Parquet files, or a run directory.
+    /// Parquet files, or a run directory; for a shard directory, the manifest and packs decoded
+    /// to text (segment boundaries as rules, loss spans in ⟦ ⟧).
     Inspect {
-        /// File or directory.
+        /// File or directory: a Parquet/JSONL/JSON file, a directory of parts, a run directory,
+        /// or a shard directory (with manifest.json), whose packs are decoded to text.
         path: PathBuf,
-        /// Rows to show.
+        /// Rows (packs, for a shard directory) to show.
         #[arg(long, default_value_t = 5)]
         rows: usize,
+        /// Shard directories: the tokenizer directory to decode with (default: the one the
+        /// manifest names; either way its sha256 must match the manifest's).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
     },
     /// Generate a synthetic multimodal long-CoT corpus with planted, labelled defects
     /// (DIR/data, DIR/labels.parquet, DIR/bench/benchmark.parquet), or with `--task arith` a
@@ -115,7 +121,7 @@ enum Command {
         /// Pipeline spec (YAML).
         spec: PathBuf,
     },
-    /// Write the JSON Schemas (trace, ledger, pipeline spec) into a directory.
+    /// Write the JSON Schemas (trace, ledger, shard, pipeline spec) into a directory.
     Schemas {
         /// Output directory.
         #[arg(default_value = "schemas")]
@@ -172,7 +178,17 @@ fn dispatch(cmd: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Inspect { path, rows } => {
+        Command::Inspect { path, rows, tokenizer } => {
+            if path.join("manifest.json").is_file() {
+                let tok = tokenizer.or_else(|| {
+                    // the manifest's tokenizer, checked like any other
+                    let m = std::fs::read(path.join("manifest.json")).ok()?;
+                    let m: serde_json::Value = serde_json::from_slice(&m).ok()?;
+                    Some(PathBuf::from(m["tokenizer"].as_str()?))
+                });
+                print!("{}", cotforge::shards::inspect(&path, rows, tok.as_deref())?);
+                return Ok(());
+            }
             print!("{}", cotforge::inspect::inspect(&path, rows)?);
             Ok(())
         }

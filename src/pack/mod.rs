@@ -1,4 +1,5 @@
 //! Packing tokenized samples into fixed-length training sequences.
 
 pub mod bfd;
+pub mod encode;
 pub mod template;

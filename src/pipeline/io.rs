@@ -20,7 +20,26 @@ use polars::prelude::*;
 
 use crate::error::{Context, Error, Result};
 
-fn tmp_name(dest: &Path, n: u64) -> PathBuf {
+/// Parquet writer settings of every file cotforge writes: zstd, row groups of at most
+/// `row_group_rows`, and no dictionary for binary leaves (image bytes are unique per row).
+pub fn writer_properties(schema: &arrow::datatypes::Schema, row_group_rows: usize) -> WriterProperties {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(row_group_rows));
+    if let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(schema) {
+        for col in descr.columns() {
+            let binary = col.physical_type() == parquet::basic::Type::BYTE_ARRAY
+                && col.logical_type_ref().is_none()
+                && col.converted_type() == parquet::basic::ConvertedType::NONE;
+            if binary {
+                props = props.set_column_dictionary_enabled(col.path().clone(), false);
+            }
+        }
+    }
+    props.build()
+}
+
+pub(crate) fn tmp_name(dest: &Path, n: u64) -> PathBuf {
     let name = dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     dest.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
@@ -97,21 +116,7 @@ impl PartWriter {
         let dest = self.dir.join(format!("{}-{:05}.parquet", self.prefix, self.files.len()));
         let tmp = tmp_name(&dest, 0);
         let f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_row_count(Some(1 << 30));
-        // Binary leaves (image bytes) are unique per row: no dictionary for them.
-        if let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(&batch.schema()) {
-            for col in descr.columns() {
-                let binary = col.physical_type() == parquet::basic::Type::BYTE_ARRAY
-                    && col.logical_type_ref().is_none()
-                    && col.converted_type() == parquet::basic::ConvertedType::NONE;
-                if binary {
-                    props = props.set_column_dictionary_enabled(col.path().clone(), false);
-                }
-            }
-        }
-        let props = props.build();
+        let props = writer_properties(&batch.schema(), 1 << 30);
         let w = ArrowWriter::try_new(f, batch.schema(), Some(props))
             .map_err(|e| Error::Run(format!("starting {}: {e}", dest.display())))?;
         self.files.push(dest.clone());

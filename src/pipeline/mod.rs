@@ -7,6 +7,7 @@
 //! DIR/work/NN-stage/part-*.parquet  rows kept by stage NN, where NN ends a segment
 //! DIR/ledger/NN-stage-*.parquet every row stage NN dropped, with reason and detail
 //! DIR/curated/part-*.parquet    final traces with image bytes (HF datasets layout)
+//! DIR/shards/                   packed training shards and manifest.json (specs ending in `pack`)
 //! DIR/stats.json                per stage: rows_in, rows_out, drops by reason, seconds
 //! ```
 //! Stage 00 is ingest. The other stages run in segments: a run of consecutive stages of which
@@ -68,6 +69,9 @@ pub struct StageStats {
     /// Histograms of the values the stage measured, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub measured: BTreeMap<String, histogram::Histogram>,
+    /// What the stage itself reports (e.g. rows and tokens per bucket or source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<serde_json::Value>,
 }
 
 /// The contents of `stats.json`.
@@ -82,6 +86,20 @@ pub struct RunStats {
     /// Wall-clock seconds of what this invocation ran: ingest, each segment (fused stages, by
     /// name), and the curated output. Segments skipped by --resume are not listed.
     pub wall_seconds: Vec<(String, f64)>,
+    /// Specs ending with `pack`: what `DIR/shards` holds (details in its manifest.json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardSummary>,
+}
+
+/// The shard output in stats.json.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardSummary {
+    pub packs: u64,
+    pub samples: u64,
+    pub tokens: u64,
+    pub loss_tokens: u64,
+    pub fill: f64,
+    pub files: u64,
 }
 
 /// The fault-injection hook used by the resume tests: `COTFORGE_FAULT_EXIT=stage:N` makes the
@@ -149,7 +167,7 @@ fn prepare_dir(dir: &Path, spec: &Spec, resume: bool) -> Result<String> {
             }
         }
         if !resume {
-            for sub in ["work", "ledger", "curated", "images", "stats.json", "spec.yaml"] {
+            for sub in ["work", "ledger", "curated", "shards", "images", "stats.json", "spec.yaml"] {
                 let p = dir.join(sub);
                 if p.is_dir() {
                     std::fs::remove_dir_all(&p).ctx(|| format!("removing {}", p.display()))?;
@@ -222,6 +240,7 @@ impl StageOutput {
                 seconds: 0.0,
                 index_seconds: None,
                 measured: BTreeMap::new(),
+                summary: None,
             },
             batches: 0,
             busy: 0.0,
@@ -339,6 +358,9 @@ fn run_ingest(spec: &Spec, dir: &Path, store: &ImageStore, progress: bool) -> Re
                                 response: raw.response,
                                 reference: raw.reference,
                                 images,
+                                tokens: None,
+                                num_tokens: None,
+                                bucket: None,
                             });
                         }
                     }
@@ -363,10 +385,11 @@ fn judge_batch(
 ) -> Result<Vec<Trace>> {
     let name = stage.name();
     let started = Instant::now();
+    let mut batch = batch;
     let judged: Vec<Measured> = batch
-        .par_iter()
+        .par_iter_mut()
         .enumerate()
-        .map(|(i, t)| stage.judge_measured(pos + i as u64, t, ctx))
+        .map(|(i, t)| stage.apply(pos + i as u64, t, ctx))
         .collect::<Result<_>>()?;
     let n = batch.len();
     let mut kept = Vec::with_capacity(n);
@@ -459,6 +482,7 @@ fn run_segment(
         if k == 0 {
             out.stats.index_seconds = index_seconds;
         }
+        out.stats.summary = st.summary();
         stats.push(out.finish(&work, started)?);
     }
     Ok(stats)
@@ -488,6 +512,7 @@ fn write_curated(spec: &Spec, dir: &Path, last: &Path, store: &ImageStore, progr
             })
             .collect::<Result<_>>()?;
         let mut cols = schema::trace_columns(traces)?;
+        cols.retain(|c| !schema::NOT_CURATED.contains(&c.name().as_str()));
         cols.insert(7, schema::hf_images_column("images", &imgs)?);
         polars::prelude::DataFrame::new_infer_height(cols).ctx(|| "building curated batch")
     };
@@ -581,11 +606,36 @@ fn run_in_pool(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
         atomic_write(&done, b"", 0)?;
         wall.push(("write curated".to_string(), t.elapsed().as_secs_f64()));
     }
+    let mut shards = None;
+    if let Some(crate::stages::StageSpec::Pack(cfg)) = spec.stages.last() {
+        let out = dir.join("shards");
+        let manifest = out.join("manifest.json");
+        if changed || !manifest.exists() || !opts.resume {
+            let t = Instant::now();
+            let rows = PartReader::open(&prev)?.rows() as u64;
+            let pb = bar(opts.progress, Some(rows), "write shards");
+            let m = crate::shards::write_shards(&out, &prev, &store, cfg, &spec_blake3, spec.batch_rows, &pb)?;
+            pb.finish_and_clear();
+            wall.push(("write shards".to_string(), t.elapsed().as_secs_f64()));
+            shards = Some(m);
+        } else {
+            let bytes = std::fs::read(&manifest).ctx(|| format!("reading {}", manifest.display()))?;
+            shards = Some(serde_json::from_slice(&bytes).ctx(|| format!("reading {}", manifest.display()))?);
+        }
+    }
+    let shards = shards.map(|m: crate::shards::Manifest| ShardSummary {
+        packs: m.packs,
+        samples: m.samples,
+        tokens: m.tokens,
+        loss_tokens: m.loss_tokens,
+        fill: m.fill,
+        files: m.files.len() as u64,
+    });
     let rows_in = stats.first().map(|s| s.rows_in).unwrap_or(0);
     let rows_out = stats.last().map(|s| s.rows_out).unwrap_or(0);
     let ledger_rows = stats.iter().map(|s| s.dropped.values().sum::<u64>()).sum();
     let wall_seconds = wall.into_iter().map(|(k, v)| (k, (v * 1000.0).round() / 1000.0)).collect();
-    let run = RunStats { name: spec.name.clone(), spec_blake3, rows_in, rows_out, ledger_rows, stages: stats, wall_seconds };
+    let run = RunStats { name: spec.name.clone(), spec_blake3, rows_in, rows_out, ledger_rows, stages: stats, wall_seconds, shards };
     let json = serde_json::to_vec_pretty(&run).ctx(|| "serialising stats")?;
     atomic_write(&dir.join("stats.json"), &json, 0)?;
     Ok(run)

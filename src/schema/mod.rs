@@ -9,7 +9,7 @@ use polars::prelude::*;
 use crate::error::{Context, Error, Result};
 
 /// Version of the canonical trace columns; bump on any change to them.
-pub const TRACE_SCHEMA_VERSION: u32 = 1;
+pub const TRACE_SCHEMA_VERSION: u32 = 2;
 /// Version of the ledger columns.
 pub const LEDGER_SCHEMA_VERSION: u32 = 1;
 
@@ -26,6 +26,11 @@ pub const TRACE_COLUMNS: &[(&str, &str, &str)] = &[
     ("image_paths", "list<string>", "the path or file name the source gave for each image (empty if none)"),
     ("image_widths", "list<u32>", "width in pixels read at ingest (0 if unreadable)"),
     ("image_heights", "list<u32>", "height in pixels read at ingest (0 if unreadable)"),
+    ("num_tokens", "u32?", "set by `tokenize`: tokens of the rendered conversation, image tokens included"),
+    ("input_ids", "list<u32>?", "set by `tokenize`: token ids, each image expanded to its <|image_pad|> tokens (not in curated output)"),
+    ("assistant_spans", "list<u32>?", "set by `tokenize`: token ranges of the assistant turns as flat [start, end) pairs (not in curated output)"),
+    ("image_grid_thw", "list<u32>?", "set by `tokenize`: each image's patch grid as flat (t, h, w) triples"),
+    ("bucket", "string?", "set by `bucket`: the token-length bucket, e.g. `2048-4096`"),
 ];
 
 /// Ledger columns, in file order.
@@ -61,6 +66,30 @@ pub struct Trace {
     pub response: String,
     pub reference: Option<String>,
     pub images: Vec<ImageRef>,
+    /// Set by the `tokenize` stage.
+    pub tokens: Option<Tokens>,
+    /// Length of `tokens` (kept apart so projected reads get it without the ids).
+    pub num_tokens: Option<u32>,
+    /// Set by the `bucket` stage.
+    pub bucket: Option<String>,
+}
+
+/// A trace rendered with the chat template and tokenized.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tokens {
+    /// Token ids, images expanded to their pad tokens.
+    pub ids: Vec<u32>,
+    /// Assistant turns as `[start, end)` token ranges, in order.
+    pub assistant: Vec<(u32, u32)>,
+    /// Patch grid `(t, h, w)` of each image.
+    pub grids: Vec<[u32; 3]>,
+}
+
+impl Tokens {
+    /// Tokens inside assistant spans.
+    pub fn assistant_tokens(&self) -> u64 {
+        self.assistant.iter().map(|&(a, b)| (b - a) as u64).sum()
+    }
 }
 
 /// A dropped row, as written to the ledger.
@@ -115,7 +144,59 @@ pub fn trace_columns(traces: &[Trace]) -> Result<Vec<Column>> {
         list_col("image_heights", traces, DataType::UInt32, |t| {
             Series::new("".into(), t.images.iter().map(|i| i.height).collect::<Vec<u32>>())
         })?,
+        {
+            let ca: UInt32Chunked = traces.iter().map(|t| t.num_tokens).collect();
+            ca.with_name("num_tokens".into()).into_series().into()
+        },
+        u32_list_col("input_ids", traces, |k, out| out.extend_from_slice(&k.ids)),
+        u32_list_col("assistant_spans", traces, |k, out| out.extend(k.assistant.iter().flat_map(|&(a, b)| [a, b]))),
+        u32_list_col("image_grid_thw", traces, |k, out| out.extend(k.grids.iter().flatten())),
+        str_col("bucket", s(|t| t.bucket.clone())),
     ])
+}
+
+/// Columns of trace batches that curated output leaves out (token-level data for packing).
+pub const NOT_CURATED: &[&str] = &["input_ids", "assistant_spans"];
+
+/// A nullable `list<u32>` column from the traces' tokens (null where a trace has none).
+fn u32_list_col(name: &str, traces: &[Trace], f: impl Fn(&Tokens, &mut Vec<u32>)) -> Column {
+    let values: usize = traces.iter().filter_map(|t| t.tokens.as_ref()).map(|k| k.ids.len()).sum();
+    let mut b = ListPrimitiveChunkedBuilder::<UInt32Type>::new(name.into(), traces.len(), values, DataType::UInt32);
+    let mut buf = Vec::new();
+    for t in traces {
+        match &t.tokens {
+            Some(k) => {
+                buf.clear();
+                f(k, &mut buf);
+                b.append_slice(&buf);
+            }
+            None => b.append_null(),
+        }
+    }
+    b.finish().into_series().into()
+}
+
+/// The rows of a nullable `list<u32>` column, read straight from its Arrow chunks.
+fn u32_lists(ca: &ListChunked, name: &str) -> Result<Vec<Option<Vec<u32>>>> {
+    use polars_arrow::array::{Array, PrimitiveArray};
+    let mut out = Vec::with_capacity(ca.len());
+    for arr in ca.downcast_iter() {
+        let values = arr
+            .values()
+            .as_any()
+            .downcast_ref::<PrimitiveArray<u32>>()
+            .ok_or_else(|| Error::Run(format!("trace batch column `{name}`: expected list<u32>, found {:?}", arr.dtype())))?;
+        let offsets = arr.offsets();
+        for i in 0..arr.len() {
+            if arr.is_null(i) {
+                out.push(None);
+            } else {
+                let (a, b) = offsets.start_end(i);
+                out.push(Some(values.values()[a..b].to_vec()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A DataFrame of canonical traces.
@@ -225,6 +306,24 @@ fn traces_from(df: &DataFrame, partial: bool) -> Result<Vec<Trace>> {
         Ok(s.u32()?.iter().map(|v| v.unwrap_or(0)).collect())
     };
     let ids = list_values(get_list("image_ids")?, n, strs)?;
+    // token columns: absent in a projected read, null before `tokenize`
+    let tok_list = |name: &str| -> Result<Vec<Option<Vec<u32>>>> {
+        match df.column(name) {
+            Ok(c) => u32_lists(c.list().map_err(|e| Error::Run(format!("trace batch column `{name}`: {e}")))?, name),
+            Err(_) => Ok(vec![None; n]),
+        }
+    };
+    let mut input_ids = tok_list("input_ids")?;
+    let spans = tok_list("assistant_spans")?;
+    let grids = tok_list("image_grid_thw")?;
+    let num_tokens: Option<&UInt32Chunked> = match df.column("num_tokens") {
+        Ok(c) => Some(c.u32().map_err(|e| Error::Run(format!("trace batch column `num_tokens`: {e}")))?),
+        Err(_) => None,
+    };
+    let bucket = match df.column("bucket") {
+        Ok(_) => Some(get_str("bucket")?),
+        Err(_) => None,
+    };
     let paths = list_values(get_list("image_paths")?, n, strs)?;
     let widths = list_values(get_list("image_widths")?, n, u32s)?;
     let heights = list_values(get_list("image_heights")?, n, u32s)?;
@@ -249,6 +348,13 @@ fn traces_from(df: &DataFrame, partial: bool) -> Result<Vec<Trace>> {
             response: response.get(i).unwrap_or("").to_string(),
             reference: reference.get(i).map(str::to_string),
             images,
+            tokens: input_ids[i].take().map(|ids| Tokens {
+                ids,
+                assistant: spans[i].as_deref().unwrap_or(&[]).chunks_exact(2).map(|p| (p[0], p[1])).collect(),
+                grids: grids[i].as_deref().unwrap_or(&[]).chunks_exact(3).map(|g| [g[0], g[1], g[2]]).collect(),
+            }),
+            num_tokens: num_tokens.and_then(|c| c.get(i)),
+            bucket: bucket.and_then(|b| b.get(i)).map(str::to_string),
         });
     }
     Ok(out)
@@ -283,5 +389,6 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
         ("trace.schema.json", columns_json("cotforge canonical trace", TRACE_SCHEMA_VERSION, TRACE_COLUMNS, CURATED_EXTRA_COLUMNS)),
         ("ledger.schema.json", columns_json("cotforge ledger", LEDGER_SCHEMA_VERSION, LEDGER_COLUMNS, &[])),
         ("pipeline-spec.schema.json", crate::spec::json_schema()),
+        ("shard.schema.json", crate::shards::schema_json()),
     ]
 }

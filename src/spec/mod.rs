@@ -292,16 +292,56 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
     for (i, st) in raw.stages.iter().enumerate() {
         st.check().map_err(|m| Error::Spec(format!("{}: stages[{i}] ({}): {m}", file.display(), st.name())))?;
     }
+    let mut stages = raw.stages;
+    check_order(&stages).map_err(|m| Error::Spec(format!("{}: {m}", file.display())))?;
+    // `pack` writes the tokenizer's hashes and the loss mode into the manifest
+    let tokenize = stages.iter().find_map(|s| match s {
+        StageSpec::Tokenize(c) => Some(c.clone()),
+        _ => None,
+    });
+    for st in &mut stages {
+        if let StageSpec::Pack(c) = st {
+            c.tokenize = tokenize.clone();
+        }
+    }
     Ok(Spec {
         file: file.to_path_buf(),
         text: text.to_string(),
         name: raw.name,
         inputs,
-        stages: raw.stages,
+        stages,
         out_dir: PathBuf::from(raw.output.dir),
         rows_per_file,
         batch_rows,
     })
+}
+
+/// Order rules of the token stages: one `tokenize` before `bucket`, `mix` and `pack`; `bucket`
+/// before a `mix` by source and bucket; `pack` last.
+fn check_order(stages: &[StageSpec]) -> std::result::Result<(), String> {
+    let pos = |f: fn(&StageSpec) -> bool| stages.iter().position(f);
+    let tokenize = pos(|s| matches!(s, StageSpec::Tokenize(_)));
+    let bucket = pos(|s| matches!(s, StageSpec::Bucket(_)));
+    for (i, st) in stages.iter().enumerate() {
+        let needs_tokens = matches!(st, StageSpec::Bucket(_) | StageSpec::Mix(_) | StageSpec::Pack(_));
+        if needs_tokens && tokenize.is_none_or(|t| t > i) {
+            return Err(format!("stages[{i}] ({}) needs a `tokenize` stage before it", st.name()));
+        }
+        if let StageSpec::Mix(m) = st {
+            if m.by == crate::stages::mix::MixBy::SourceBucket && bucket.is_none_or(|b| b > i) {
+                return Err(format!("stages[{i}] (mix) groups by source and bucket; put a `bucket` stage before it"));
+            }
+        }
+        if matches!(st, StageSpec::Pack(_)) && i + 1 != stages.len() {
+            return Err(format!("stages[{i}] (pack) must be the last stage"));
+        }
+    }
+    for name in ["tokenize", "bucket", "pack"] {
+        if stages.iter().filter(|s| s.name() == name).count() > 1 {
+            return Err(format!("`{name}` appears more than once in `stages`"));
+        }
+    }
+    Ok(())
 }
 
 /// The JSON Schema of pipeline specs, as committed in `schemas/pipeline-spec.schema.json`.

@@ -12,7 +12,11 @@ pub mod imagedup;
 pub mod language;
 pub mod length;
 pub mod neardup;
+pub mod mix;
+pub mod packing;
 pub mod repetition;
+pub mod sample;
+pub mod tokenize;
 pub mod validate;
 
 use schemars::JsonSchema;
@@ -67,6 +71,23 @@ pub enum StageSpec {
     /// Drop traces whose final answer the verifier finds different from the reference.
     #[serde(rename = "filter.correct")]
     FilterCorrect(filters::CorrectConfig),
+    /// Render each trace with the model's chat template and tokenize it: token ids, assistant
+    /// spans (the loss mask), images expanded to their pad tokens with their patch grids.
+    #[serde(rename = "tokenize")]
+    Tokenize(tokenize::TokenizeConfig),
+    /// Label each tokenized row with its token-length bucket; optionally keep only a share
+    /// (weights) or a number (caps) of rows per bucket, sampled by seed.
+    #[serde(rename = "bucket")]
+    Bucket(mix::BucketConfig),
+    /// Sample rows to target shares or caps per source (or per source and bucket), by seed;
+    /// rows left out go to the ledger as `mix_cap`.
+    #[serde(rename = "mix")]
+    Mix(mix::MixConfig),
+    /// Best-fit-decreasing packing into fixed-length sequences, written as Parquet shards with
+    /// a manifest (`DIR/shards`). Must be the last stage; rows over `max_length` are dropped
+    /// (`over_length`) or truncated at a safe point.
+    #[serde(rename = "pack")]
+    Pack(packing::PackConfig),
 }
 
 impl StageSpec {
@@ -85,6 +106,10 @@ impl StageSpec {
             StageSpec::FilterImage(_) => "filter.image",
             StageSpec::FilterCorrect(_) => "filter.correct",
             StageSpec::FilterLanguage(_) => "filter.language",
+            StageSpec::Tokenize(_) => "tokenize",
+            StageSpec::Bucket(_) => "bucket",
+            StageSpec::Mix(_) => "mix",
+            StageSpec::Pack(_) => "pack",
         }
     }
 
@@ -98,13 +123,20 @@ impl StageSpec {
             StageSpec::DedupMinhash(c) => c.check(),
             StageSpec::DedupImage(c) => c.check(),
             StageSpec::Decontaminate(c) => c.check(),
+            StageSpec::Tokenize(c) => c.check(),
+            StageSpec::Bucket(c) => c.check(),
+            StageSpec::Mix(c) => c.check(),
+            StageSpec::Pack(c) => c.check(),
             _ => Ok(()),
         }
     }
 
     /// Whether the stage needs an index pass over all rows first (a global stage).
     pub fn needs_index(&self) -> bool {
-        matches!(self, StageSpec::DedupExact(_) | StageSpec::DedupMinhash(_) | StageSpec::DedupImage(_))
+        matches!(
+            self,
+            StageSpec::DedupExact(_) | StageSpec::DedupMinhash(_) | StageSpec::DedupImage(_) | StageSpec::Bucket(_) | StageSpec::Mix(_)
+        )
     }
 
     /// Build the stage (loading what it needs, e.g. a tokenizer or benchmark files).
@@ -122,6 +154,10 @@ impl StageSpec {
             StageSpec::FilterImage(c) => Box::new(filters::Image::new(c.clone())),
             StageSpec::FilterCorrect(c) => Box::new(filters::Correct::new(c.clone())),
             StageSpec::FilterLanguage(c) => Box::new(language::Language::new(c.clone())),
+            StageSpec::Tokenize(c) => Box::new(tokenize::Tokenize::new(c)?),
+            StageSpec::Bucket(c) => Box::new(mix::Bucket::new(c.clone())),
+            StageSpec::Mix(c) => Box::new(mix::Mix::new(c.clone())),
+            StageSpec::Pack(c) => Box::new(packing::Pack::new(c)?),
         })
     }
 }
@@ -188,6 +224,18 @@ pub trait Stage: Send + Sync {
     /// Judge one row and report the values measured on the way (e.g. `max_repeats`), which
     /// the executor collects into per-stage histograms in stats.json.
     fn judge_measured(&self, pos: u64, trace: &Trace, ctx: &StageContext) -> Result<Measured>;
+
+    /// Judge one row and derive data on it (tokens, bucket, truncation). The executor calls
+    /// this; stages that only judge keep the default. Same purity rule as [`Stage::judge`].
+    fn apply(&self, pos: u64, trace: &mut Trace, ctx: &StageContext) -> Result<Measured> {
+        self.judge_measured(pos, trace, ctx)
+    }
+
+    /// What the stage wants recorded in stats.json beyond counts and histograms (e.g. rows per
+    /// bucket), read after the last row was judged.
+    fn summary(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 impl Measured {

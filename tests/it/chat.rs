@@ -48,3 +48,64 @@ fn template_errors_are_clear() {
     let m: Vec<Message> = serde_json::from_str(r#"[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]"#).unwrap();
     assert_eq!(ctl.render(&m, false, &serde_json::Map::new()).unwrap(), r#"{"role": "user", "content": "a"}"#);
 }
+
+/// Expand `[start, end)` spans into a 0/1 mask of `n` tokens.
+fn mask_of(spans: &[(u32, u32)], n: usize) -> Vec<u8> {
+    let mut m = vec![0u8; n];
+    for &(a, b) in spans {
+        for x in &mut m[a as usize..b as usize] {
+            *x = 1;
+        }
+    }
+    m
+}
+
+#[test]
+fn encoded_ids_assistant_masks_and_image_tokens_match_transformers() {
+    use cotforge::pack::encode::{ChatEncoder, EncodeOptions};
+    let dir = repo().join("fixtures/tokenizers/qwen2.5");
+    let text = std::fs::read_to_string(repo().join("tests/data/chat/conversations.jsonl")).unwrap();
+    let (mut n, mut masked, mut images) = (0, 0, 0);
+    for line in text.lines() {
+        let case: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = case["id"].as_str().unwrap();
+        let mut opts = EncodeOptions::default();
+        if let Some(v) = case.get("default_system_message") {
+            opts.template_vars.insert("default_system_message".into(), v.clone());
+        }
+        let enc = ChatEncoder::from_dir(&dir, opts).unwrap();
+        let messages: Vec<Message> = serde_json::from_value(case["messages"].clone()).unwrap();
+        if case["add_generation_prompt"].as_bool().unwrap() {
+            continue; // prompts only: nothing to train on
+        }
+        let ints = |k: &str| -> Vec<u32> { case[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect() };
+        let sizes: Vec<(u32, u32)> = case["image_sizes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s[0].as_u64().unwrap() as u32, s[1].as_u64().unwrap() as u32))
+            .collect();
+        // without images expanded: transformers' ids and assistant mask
+        if sizes.is_empty() {
+            let t = enc.encode(&messages, &[]).unwrap().unwrap();
+            assert_eq!(t.ids, ints("ids"), "{id}: ids");
+            let want: Vec<u8> = ints("assistant_mask").into_iter().map(|x| x as u8).collect();
+            assert_eq!(mask_of(&t.assistant, t.ids.len()), want, "{id}: assistant mask");
+        }
+        let t = enc.encode(&messages, &sizes).unwrap().unwrap();
+        assert_eq!(t.ids, ints("expanded_ids"), "{id}: expanded ids");
+        let want: Vec<u8> = ints("expanded_mask").into_iter().map(|x| x as u8).collect();
+        assert_eq!(mask_of(&t.assistant, t.ids.len()), want, "{id}: expanded assistant mask");
+        let grids: Vec<[u32; 3]> = case["image_grid_thw"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| [0, 1, 2].map(|k| g[k].as_u64().unwrap() as u32))
+            .collect();
+        assert_eq!(t.grids, grids, "{id}: grids");
+        masked += want.iter().filter(|&&x| x == 1).count();
+        images += grids.len();
+        n += 1;
+    }
+    assert!(n >= 25 && masked > 100 && images >= 12, "{n} conversations, {masked} masked tokens, {images} images");
+}

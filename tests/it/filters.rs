@@ -21,6 +21,9 @@ fn trace(prompt: &str, response: &str, reference: Option<&str>) -> Trace {
         response: response.into(),
         reference: reference.map(str::to_string),
         images: vec![],
+        tokens: None,
+        num_tokens: None,
+        bucket: None,
     }
 }
 

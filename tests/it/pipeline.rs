@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use cotforge::pipeline::io::PartReader;
+
 use crate::common::*;
 
 /// Planted defects of the synthetic fixture (row -> (kind, source row)).
@@ -40,6 +42,15 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
         *m.entry((e.stage.clone(), e.reason.clone())).or_default() += 1;
         m
     });
+    // rows the tokenize stage measured over the demo's max_length of 16384 (none today; the ledger must agree)
+    let tokenized = PartReader::open(&out.join("work/09-tokenize")).unwrap();
+    let mut over_length = 0;
+    tokenized
+        .for_each_batch_of(1000, Some(&["num_tokens"]), |df| {
+            over_length += df.column("num_tokens").unwrap().u32().unwrap().iter().filter(|n| n.unwrap() > 16384).count();
+            Ok(())
+        })
+        .unwrap();
     // Contamination rows that copy the same benchmark item are exact duplicates of each other.
     let contaminated: Vec<i64> = labels.values().filter(|(k, _)| k == "contamination").filter_map(|(_, s)| *s).collect();
     let bench_repeats = contaminated.len() - contaminated.iter().collect::<HashSet<_>>().len();
@@ -56,6 +67,7 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
         (("filter.correct", "wrong_answer"), count("wrong_answer")),
         (("filter.language", "mixed_script"), count("language_drift")),
         (("dedup.exact", "duplicate"), 21 + count("exact_duplicate") + bench_repeats),
+        (("pack", "over_length"), over_length),
     ]
     .into_iter()
     .filter(|(_, n)| *n > 0)

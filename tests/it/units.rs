@@ -60,9 +60,57 @@ fn dedup_key_depends_on_images_and_normalised_prompt() {
         response: "r".into(),
         reference: None,
         images: vec![img(i)],
+        tokens: None,
+        num_tokens: None,
+        bucket: None,
     };
     let on = [KeyField::Prompt, KeyField::Images];
     assert_eq!(key(&t("What  is it?", "a"), &on), key(&t("what is it?", "a"), &on));
     assert_ne!(key(&t("What is it?", "a"), &on), key(&t("What is it?", "b"), &on));
     assert_ne!(key(&t("What is it?", "a"), &on), key(&t("What was it?", "a"), &on));
+}
+
+#[test]
+fn bucket_labels_mix_quotas_and_safe_cuts() {
+    use cotforge::stages::mix::{BucketConfig, MixConfig};
+    use cotforge::stages::packing::safe_cut;
+    use std::collections::BTreeMap;
+    let b: BucketConfig = serde_json::from_str(r#"{"boundaries": [2048, 4096]}"#).unwrap();
+    assert_eq!(b.labels(), ["0-2048", "2048-4096", "4096+"]);
+    assert_eq!([0, 2047, 2048, 4095, 4096, 99999].map(|n| b.label(n)), ["0-2048", "0-2048", "2048-4096", "2048-4096", "4096+", "4096+"]);
+    let counts: BTreeMap<String, u64> = [("a".to_string(), 100), ("b".to_string(), 10), ("c".to_string(), 50)].into();
+    let mix = |json: &str| -> BTreeMap<String, u64> { serde_json::from_str::<MixConfig>(json).unwrap().quotas(&counts).unwrap() };
+    // shares: b limits the total to 10 / 0.25 = 40
+    assert_eq!(mix(r#"{"shares": {"a": 2, "b": 1, "c": 1}}"#), [("a".into(), 20), ("b".into(), 10), ("c".into(), 10)].into());
+    assert_eq!(mix(r#"{"shares": {"a": 1, "b": 0, "c": 1}}"#), [("a".into(), 50), ("b".into(), 0), ("c".into(), 50)].into());
+    assert_eq!(mix(r#"{"caps": {"a": 30}}"#), [("a".into(), 30), ("b".into(), 10), ("c".into(), 50)].into());
+    assert_eq!(mix(r#"{"total": 80}"#), [("a".into(), 50), ("b".into(), 5), ("c".into(), 25)].into());
+    let missing = serde_json::from_str::<MixConfig>(r#"{"shares": {"a": 1}}"#).unwrap().quotas(&counts).unwrap_err().to_string();
+    assert!(missing.contains("group `b` (10 rows) has no entry in `shares`"), "{missing}");
+    // cuts fall inside an assistant turn that starts before the limit
+    assert_eq!(safe_cut(&[(100, 900)], 500), Some(500));
+    assert_eq!(safe_cut(&[(10, 20), (30, 900)], 25), Some(20));
+    assert_eq!(safe_cut(&[(10, 20), (30, 900)], 500), Some(500));
+    assert_eq!(safe_cut(&[(600, 900)], 500), None);
+    assert_eq!(safe_cut(&[(500, 900)], 500), None);
+}
+
+#[test]
+fn group_sampler_keeps_the_smallest_keys_and_larger_quotas_keep_supersets() {
+    use cotforge::stages::sample::{GroupSampler, key};
+    use std::collections::BTreeMap;
+    let kept = |quota: u64| -> Vec<u64> {
+        let mut s = GroupSampler::default();
+        for pos in 0..1000u64 {
+            s.add(if pos % 3 == 0 { "x" } else { "y" }, key(5, &format!("row{pos}")), pos, 1);
+        }
+        s.set_quotas(&BTreeMap::from([("x".to_string(), quota)]));
+        (0..1000u64).filter(|&p| s.keeps(if p % 3 == 0 { "x" } else { "y" }, key(5, &format!("row{p}")), p)).collect()
+    };
+    let (small, large) = (kept(50), kept(200));
+    let xs = |v: &[u64]| v.iter().filter(|&&p| p % 3 == 0).count();
+    assert_eq!((xs(&small), xs(&large)), (50, 200));
+    assert_eq!(small.len() - 50, 666, "group y untouched");
+    assert!(small.iter().all(|p| large.contains(p)));
+    assert_eq!(xs(&kept(0)), 0);
 }

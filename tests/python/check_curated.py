@@ -7,7 +7,11 @@ Checks, with pyarrow, pandas and Hugging Face `datasets`:
   - curated/ reads as one table whose row count matches stats.json;
   - `images` is list<struct{bytes: binary, path: string}> (the datasets Image layout), and
     casting it to List(Image()) decodes every image to the size cotforge measured;
-  - ledger/ reads in pandas and its rows plus the curated rows equal the rows ingested.
+  - ledger/ reads in pandas and its rows plus the curated rows equal the rows ingested;
+  - shards/ (specs ending in `pack`): every file's sha256 is the manifest's; pandas reads the
+    packs; segment lengths sum to the pack's tokens, within max_length; the loss mask counts
+    match; each pack's images decode with PIL and their grids account for its pad tokens; the
+    sample ids are exactly the curated ids, each once.
 Prints 'python: N passed, M failed' and exits non-zero on any failure.
 """
 import glob
@@ -70,6 +74,43 @@ def main(run_dir):
                 img.load()
                 n += 1
         assert n > 0, "no images decoded"
+
+    shard_dir = os.path.join(run_dir, "shards")
+    if os.path.isdir(shard_dir):
+
+        @check
+        def pandas_reads_the_shards_and_they_match_the_manifest():
+            import hashlib
+            import io
+
+            import pandas as pd
+            from PIL import Image
+
+            manifest = json.load(open(os.path.join(shard_dir, "manifest.json")))
+            frames = []
+            for f in manifest["files"]:
+                path = os.path.join(shard_dir, f["path"])
+                assert hashlib.sha256(open(path, "rb").read()).hexdigest() == f["sha256"], f["path"]
+                assert pq.ParquetFile(path).metadata.num_row_groups == f["row_groups"]
+                frames.append(pd.read_parquet(path))
+            packs = pd.concat(frames, ignore_index=True)
+            assert len(packs) == manifest["packs"]
+            assert list(packs["pack_index"]) == list(range(len(packs)))
+            pad = json.load(open(os.path.join(manifest["tokenizer"], "tokenizer.json")))
+            pad_id = next(t["id"] for t in pad["added_tokens"] if t["content"] == manifest["image_token"])
+            samples = []
+            for row in packs.itertuples():
+                assert len(row.input_ids) == row.num_tokens == sum(row.segment_lengths) <= manifest["max_length"]
+                assert len(row.loss_mask) == row.num_tokens and int(row.loss_mask.sum()) == row.num_loss_tokens
+                assert len(row.images) == len(row.image_grid_thw)
+                for img, grid in zip(row.images, row.image_grid_thw):
+                    Image.open(io.BytesIO(img["bytes"])).load()
+                assert sum(int(g[0] * g[1] * g[2]) // 4 for g in row.image_grid_thw) == int((row.input_ids == pad_id).sum())
+                samples.extend(row.sample_ids)
+            assert packs["num_tokens"].sum() == manifest["tokens"]
+            assert len(samples) == len(set(samples)) == manifest["samples"]
+            cur = pd.concat([pd.read_parquet(p, columns=["id"]) for p in curated])
+            assert set(samples) == set(cur["id"])
 
     passed = failed = 0
     for fn in checks:
