@@ -23,6 +23,9 @@ echo "## token bounds on the 100k corpus (filter.length with the bundled Qwen2.5
 "$B" run benches/tokens100k.yaml --quiet | tail -4
 python3 benches/stage_times.py out/tokens100k-run/stats.json
 "$B" bench-tokens out/bench100k/data/train-00000.parquet --rows 5000
+echo "## tokenize and pack the 100k corpus"
+"$B" run benches/pack100k.yaml --quiet | tail -6
+"$B" bench-tokenize out/pack100k-run
 echo "## verifier: the oracle cases repeated 260 times (100,620 cases)"
 python3 - <<'PY'
 import json

@@ -9,19 +9,14 @@ this pure function), so the reference is transformers' code, not a re-implementa
     /var/cache/cotforge-venv/bin/pip install transformers
     /var/cache/cotforge-venv/bin/python scripts/tokens_oracle.py
 """
-import ast
-import importlib.util
 import json
-import math
 import os
+import sys
 
-spec = importlib.util.find_spec("transformers")
-src_path = os.path.join(os.path.dirname(spec.origin), "models", "qwen2_vl", "image_processing_qwen2_vl.py")
-tree = ast.parse(open(src_path).read())
-fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "smart_resize")
-ns = {"math": math}
-exec(compile(ast.Module(body=[fn], type_ignores=[]), src_path, "exec"), ns)
-smart_resize = ns["smart_resize"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_smart_resize import load  # noqa: E402
+
+smart_resize = load()
 
 sizes = [1, 13, 27, 28, 29, 41, 42, 43, 55, 56, 57, 64, 70, 84, 98, 100, 127, 140, 224, 250, 300,
          333, 448, 480, 500, 640, 720, 768, 960, 1000, 1024, 1080, 1280, 1920, 2048, 4000]

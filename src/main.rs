@@ -9,6 +9,11 @@ use cotforge::pipeline::{self, RunOptions};
 use cotforge::synth::corpus::{self, DefectRates, SynthLayout, SynthOptions};
 use cotforge::{Error, Result, spec};
 
+// Tokenization and row batches allocate many small buffers from several threads at once;
+// glibc's allocator spent over 40% of the tokenize stage in malloc/free.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "cotforge", version, about = "Curate multimodal long chain-of-thought traces into clean training data.")]
 struct Cli {
@@ -102,6 +107,16 @@ enum Command {
         /// Rows to read.
         #[arg(long, default_value_t = 2000)]
         rows: usize,
+    },
+    /// Benchmark a finished packing run (first stage `tokenize`, e.g. benches/pack100k.yaml):
+    /// raw `tokenizers` batch encoding of the same rendered conversations against the run's
+    /// tokenize-and-pack wall time.
+    BenchTokenize {
+        /// Run directory.
+        run: PathBuf,
+        /// Conversations per `encode_batch_fast` call.
+        #[arg(long, default_value_t = 1024)]
+        chunk: usize,
     },
     /// Benchmark best-fit-decreasing packing on log-normal long-CoT lengths (median 2k
     /// tokens, p95 7k).
@@ -250,6 +265,10 @@ fn dispatch(cmd: Command) -> Result<()> {
                     p.over.len()
                 );
             }
+            Ok(())
+        }
+        Command::BenchTokenize { run, chunk } => {
+            print!("{}", cotforge::pack::bench::bench_tokenize(&run, chunk)?);
             Ok(())
         }
         Command::BenchTokens { parquet, column, rows } => {

@@ -63,11 +63,38 @@ fn reject(reason: &'static str, detail: impl Into<String>) -> Reject {
     Reject { reason, detail: detail.into() }
 }
 
+/// For a byte-level BPE `tokenizer.json` (decoder `ByteLevel`): the number of text bytes each
+/// id stands for. Vocabulary tokens are written in the byte-level alphabet, one char per byte;
+/// added tokens stand for their content. None for other tokenizers.
+fn byte_level_lengths(json: &[u8], tokenizer: &Tokenizer) -> Option<Vec<u32>> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    if v.get("decoder")?.get("type")?.as_str()? != "ByteLevel" {
+        return None;
+    }
+    let added: std::collections::HashMap<u32, usize> = v
+        .get("added_tokens")?
+        .as_array()?
+        .iter()
+        .filter_map(|t| Some((t.get("id")?.as_u64()? as u32, t.get("content")?.as_str()?.len())))
+        .collect();
+    let n = tokenizer.get_vocab_size(true);
+    Some(
+        (0..n as u32)
+            .map(|id| match added.get(&id) {
+                Some(&len) => len as u32,
+                None => tokenizer.id_to_token(id).map(|t| t.chars().count() as u32).unwrap_or(u32::MAX),
+            })
+            .collect(),
+    )
+}
+
 /// A tokenizer directory's tokenizer and chat template, ready to encode conversations.
 pub struct ChatEncoder {
     pub template: ChatTemplate,
     pub tokenizer: Tokenizer,
     image_pad: Option<u32>,
+    /// Byte-level tokenizers: the bytes each token id stands for (see [`Self::token_ends`]).
+    token_bytes: Option<Vec<u32>>,
     pub opts: EncodeOptions,
     /// sha256 of `tokenizer.json`.
     pub tokenizer_sha256: String,
@@ -90,7 +117,9 @@ impl ChatEncoder {
             .map_err(|e| Error::Input(format!("{}: not a usable tokenizer.json: {e}", path.display())))?;
         let template = ChatTemplate::from_dir(dir)?;
         let image_pad = tokenizer.token_to_id(&opts.image_token);
+        let token_bytes = byte_level_lengths(&bytes, &tokenizer);
         Ok(Self {
+            token_bytes,
             template_sha256: sha256_hex(template.source.as_bytes()),
             tokenizer_sha256: sha256_hex(&bytes),
             template,
@@ -98,6 +127,34 @@ impl ChatEncoder {
             image_pad,
             opts,
         })
+    }
+
+    /// Token ids of `text` and each token's byte range. Byte-level BPE tokenizers (Qwen, Llama
+    /// 3, GPT-2 family) take the fast path: ids without offset tracking, ranges from the bytes
+    /// each id stands for, used only when they add up to the text (a normalizer that changed
+    /// the text, e.g. NFC on decomposed accents, sends it to the tracked path).
+    pub fn token_ends(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+        if let Some(lens) = &self.token_bytes {
+            let enc = self.tokenizer.encode_fast(text, false).map_err(|e| Error::Run(format!("tokenizing: {e}")))?;
+            let ids = enc.get_ids();
+            let mut offsets = Vec::with_capacity(ids.len());
+            let mut at = 0usize;
+            for &id in ids {
+                let n = lens.get(id as usize).copied().unwrap_or(u32::MAX) as usize;
+                offsets.push((at, at.saturating_add(n)));
+                at = at.saturating_add(n);
+            }
+            if at == text.len() {
+                return Ok((ids.to_vec(), offsets));
+            }
+        }
+        self.tracked_token_ends(text)
+    }
+
+    /// [`Self::token_ends`] with the tokenizer's own offset tracking.
+    pub fn tracked_token_ends(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+        let enc = self.tokenizer.encode(text, false).map_err(|e| Error::Run(format!("tokenizing: {e}")))?;
+        Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
     }
 
     /// Id of the image pad token, if the tokenizer has it.
@@ -193,9 +250,8 @@ impl ChatEncoder {
             let end = through.trim_end().len().max(before.len());
             spans.push((before.len(), end));
         }
-        let enc = self.tokenizer.encode(text.as_str(), false).map_err(|e| Error::Run(format!("tokenizing: {e}")))?;
-        let ids = enc.get_ids();
-        let offsets = enc.get_offsets();
+        let (ids, offsets) = self.token_ends(&text)?;
+        let ids = &ids[..];
         let mut assistant = Vec::with_capacity(spans.len());
         let mut t = 0usize;
         for &(a, b) in &spans {

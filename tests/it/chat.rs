@@ -109,3 +109,27 @@ fn encoded_ids_assistant_masks_and_image_tokens_match_transformers() {
     }
     assert!(n >= 25 && masked > 100 && images >= 12, "{n} conversations, {masked} masked tokens, {images} images");
 }
+
+#[test]
+fn fast_token_ranges_equal_the_tokenizers_tracked_offsets() {
+    use cotforge::pack::encode::{ChatEncoder, EncodeOptions};
+    let enc = ChatEncoder::from_dir(&repo().join("fixtures/tokenizers/qwen2.5"), EncodeOptions::default()).unwrap();
+    let text = std::fs::read_to_string(repo().join("tests/data/chat/conversations.jsonl")).unwrap();
+    let mut texts: Vec<String> = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string()).collect();
+    // NFC changes these (decomposed accents, a compatibility-free composition): the fast path must notice
+    texts.push("Cafe\u{301} and e\u{301}le\u{300}ve<|im_end|>\n".to_string());
+    texts.push("mixed 求 🙂 \u{0915}\u{094D}\u{0937} end".to_string());
+    // the two agree on which tokens lie before, and which start before, every character boundary
+    // (inside a multi-byte character the tokenizer widens offsets to the character; spans never
+    // begin or end there)
+    for t in &texts {
+        let (fast_ids, fast) = enc.token_ends(t).unwrap();
+        let (ids, tracked) = enc.tracked_token_ends(t).unwrap();
+        assert_eq!(fast_ids, ids, "{t:?}");
+        for p in (0..=t.len()).filter(|&p| t.is_char_boundary(p)) {
+            let ended = |o: &[(usize, usize)]| o.iter().filter(|r| r.1 <= p).count();
+            let started = |o: &[(usize, usize)]| o.iter().filter(|r| r.0 < p).count();
+            assert_eq!((ended(&fast), started(&fast)), (ended(&tracked), started(&tracked)), "{t:?} at byte {p}");
+        }
+    }
+}
