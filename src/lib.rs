@@ -9,6 +9,7 @@ pub mod error;
 pub mod imagehash;
 pub mod ingest;
 pub mod inspect;
+pub mod model;
 pub mod pack;
 pub mod pipeline;
 pub mod schema;

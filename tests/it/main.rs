@@ -7,6 +7,7 @@ mod chat;
 mod dedup;
 mod filters;
 mod ingest_layouts;
+mod model;
 mod packing;
 mod pipeline;
 mod schemas;

@@ -1,0 +1,215 @@
+//! The Qwen2 / Qwen2.5 / Qwen3 decoder (and the language model of Qwen2-VL / 2.5-VL): GQA
+//! attention with bias (Qwen2) or per-head q/k RMSNorm (Qwen3), RMSNorm, SwiGLU, rotary
+//! positions (1-D, or M-RoPE with 3-D sections), tied or untied embeddings.
+//!
+//! Packed rows: the forward pass takes segment lengths and attends within each segment only
+//! (causal inside it), so the cost is the sum of squared segment lengths; positions are given
+//! per token, restarting per segment (see [`super::positions`]).
+
+use candle_core::{DType, Device, Tensor};
+
+use super::config::TextConfig;
+use super::ops::{accumulate_dtype, linear, rms_norm, rope, silu, softmax_last_dim};
+use super::weights::Weights;
+use crate::error::{Error, Result};
+
+fn ce(e: candle_core::Error) -> Error {
+    Error::Run(format!("model: {e}"))
+}
+
+struct Layer {
+    ln1: Tensor,
+    ln2: Tensor,
+    q: (Tensor, Option<Tensor>),
+    k: (Tensor, Option<Tensor>),
+    v: (Tensor, Option<Tensor>),
+    o: Tensor,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    gate: Tensor,
+    up: Tensor,
+    down: Tensor,
+}
+
+/// The decoder with its embedding and output head.
+pub struct TextModel {
+    pub cfg: TextConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    inv_freq: Vec<f64>,
+    device: Device,
+    dtype: DType,
+}
+
+/// Token positions: one row for 1-D RoPE models, three (temporal, height, width) for M-RoPE.
+pub type Positions = [Vec<u32>; 3];
+
+impl TextModel {
+    /// Take the decoder's weights under `prefix` (`model`) and the head (`lm_head`).
+    pub fn load(cfg: &TextConfig, w: &mut Weights, prefix: &str) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+        let (nh, nkv, inter) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size);
+        let embed = w.get(&format!("{prefix}.embed_tokens.weight"), (cfg.vocab_size, h))?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("{prefix}.layers.{i}");
+            let mut proj = |name: &str, out: usize, bias: bool| -> Result<(Tensor, Option<Tensor>)> {
+                let wt = w.get(&format!("{p}.self_attn.{name}.weight"), (out, h))?;
+                let b = if bias { Some(w.get(&format!("{p}.self_attn.{name}.bias"), out)?) } else { None };
+                Ok((wt, b))
+            };
+            let q = proj("q_proj", nh * hd, cfg.qkv_bias)?;
+            let k = proj("k_proj", nkv * hd, cfg.qkv_bias)?;
+            let v = proj("v_proj", nkv * hd, cfg.qkv_bias)?;
+            layers.push(Layer {
+                q,
+                k,
+                v,
+                o: w.get(&format!("{p}.self_attn.o_proj.weight"), (h, nh * hd))?,
+                q_norm: if cfg.qk_norm { Some(w.get(&format!("{p}.self_attn.q_norm.weight"), hd)?) } else { None },
+                k_norm: if cfg.qk_norm { Some(w.get(&format!("{p}.self_attn.k_norm.weight"), hd)?) } else { None },
+                ln1: w.get(&format!("{p}.input_layernorm.weight"), h)?,
+                ln2: w.get(&format!("{p}.post_attention_layernorm.weight"), h)?,
+                gate: w.get(&format!("{p}.mlp.gate_proj.weight"), (inter, h))?,
+                up: w.get(&format!("{p}.mlp.up_proj.weight"), (inter, h))?,
+                down: w.get(&format!("{p}.mlp.down_proj.weight"), (h, inter))?,
+            });
+        }
+        let norm = w.get(&format!("{prefix}.norm.weight"), h)?;
+        let lm_head = if cfg.tie_word_embeddings && !w.has("lm_head.weight") {
+            embed.clone()
+        } else {
+            w.get("lm_head.weight", (cfg.vocab_size, h))?
+        };
+        let inv_freq = (0..hd / 2).map(|j| 1.0 / cfg.rope_theta.powf(2.0 * j as f64 / hd as f64)).collect();
+        Ok(Self { cfg: cfg.clone(), embed, layers, norm, lm_head, inv_freq, device: w.device.clone(), dtype: w.dtype })
+    }
+
+    /// Embeddings of token ids, (L, hidden).
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        let ids = Tensor::new(ids, &self.device).map_err(ce)?;
+        self.embed.index_select(&ids, 0).map_err(ce)
+    }
+
+    /// cos and sin tables, (L, head_dim), for the positions.
+    fn rope_tables(&self, pos: &Positions) -> Result<(Tensor, Tensor)> {
+        let n = pos[0].len();
+        let half = self.cfg.head_dim / 2;
+        let axis_of = |j: usize| -> usize {
+            match self.cfg.mrope_section {
+                None => 0,
+                Some([t, hh, _]) => {
+                    if j < t {
+                        0
+                    } else if j < t + hh {
+                        1
+                    } else {
+                        2
+                    }
+                }
+            }
+        };
+        let mut cos = Vec::with_capacity(n * 2 * half);
+        let mut sin = Vec::with_capacity(n * 2 * half);
+        for i in 0..n {
+            for _rep in 0..2 {
+                for j in 0..half {
+                    let a = pos[axis_of(j)][i] as f64 * (self.inv_freq[j] as f32) as f64;
+                    cos.push(a.cos() as f32);
+                    sin.push(a.sin() as f32);
+                }
+            }
+        }
+        let mk = |v: Vec<f32>| Tensor::from_vec(v, (n, 2 * half), &self.device).and_then(|t| t.to_dtype(self.dtype)).map_err(ce);
+        Ok((mk(cos)?, mk(sin)?))
+    }
+
+    /// Logits (L, vocab) of a packed row: input embeddings (L, hidden), per-token positions,
+    /// and segment lengths summing to L (no attention across segments).
+    pub fn forward(&self, x: &Tensor, pos: &Positions, segments: &[usize]) -> Result<Tensor> {
+        let h = self.hidden(x, pos, segments)?;
+        linear(&h, &self.lm_head, None).map_err(ce)
+    }
+
+    /// Final hidden states (L, hidden), after the last norm.
+    pub fn hidden(&self, x: &Tensor, pos: &Positions, segments: &[usize]) -> Result<Tensor> {
+        let l = x.dim(0).map_err(ce)?;
+        if segments.iter().sum::<usize>() != l || pos.iter().any(|p| p.len() != l) {
+            return Err(Error::Run(format!("model: {l} tokens, segments sum to {}, positions {}", segments.iter().sum::<usize>(), pos[0].len())));
+        }
+        let (cos, sin) = self.rope_tables(pos)?;
+        let (cos, sin) = (cos.unsqueeze(1).map_err(ce)?, sin.unsqueeze(1).map_err(ce)?); // (L, 1, hd)
+        let masks: Vec<Tensor> = segments.iter().map(|&n| causal_mask(n, &self.device, DType::F32)).collect::<Result<_>>()?;
+        let mut x = x.clone();
+        for layer in &self.layers {
+            let r = rms_norm(&x, &layer.ln1, self.cfg.rms_norm_eps).map_err(ce)?;
+            let a = self.attention(layer, &r, &cos, &sin, segments, &masks).map_err(ce)?;
+            x = (x + a).map_err(ce)?;
+            let r = rms_norm(&x, &layer.ln2, self.cfg.rms_norm_eps).map_err(ce)?;
+            let m = (|| {
+                let g = silu(&linear(&r, &layer.gate, None)?)?;
+                let u = linear(&r, &layer.up, None)?;
+                linear(&(g * u)?, &layer.down, None)
+            })()
+            .map_err(ce)?;
+            x = (x + m).map_err(ce)?;
+        }
+        rms_norm(&x, &self.norm, self.cfg.rms_norm_eps).map_err(ce)
+    }
+
+    fn attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        segments: &[usize],
+        masks: &[Tensor],
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.cfg;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let l = x.dim(0)?;
+        let mut q = linear(x, &layer.q.0, layer.q.1.as_ref())?.reshape((l, nh, hd))?;
+        let mut k = linear(x, &layer.k.0, layer.k.1.as_ref())?.reshape((l, nkv, hd))?;
+        let v = linear(x, &layer.v.0, layer.v.1.as_ref())?.reshape((l, nkv, hd))?;
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = rms_norm(&q, qn, c.rms_norm_eps)?;
+            k = rms_norm(&k, kn, c.rms_norm_eps)?;
+        }
+        let q = rope(&q, cos, sin)?;
+        let k = rope(&k, cos, sin)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let group = nh / nkv;
+        let mut outs = Vec::with_capacity(segments.len());
+        let mut start = 0;
+        for (&n, mask) in segments.iter().zip(masks) {
+            let qs = q.narrow(0, start, n)?.transpose(0, 1)?.contiguous()?; // (nh, n, hd)
+            let expand = |t: &Tensor| -> candle_core::Result<Tensor> {
+                let t = t.narrow(0, start, n)?.transpose(0, 1)?; // (nkv, n, hd)
+                t.unsqueeze(1)?.broadcast_as((nkv, group, n, hd))?.reshape((nh, n, hd))
+            };
+            let (ks, vs) = (expand(&k)?, expand(&v)?);
+            let scores = (qs.matmul(&ks.t()?.contiguous()?)? * scale)?.to_dtype(accumulate_dtype(vs.dtype()))?.broadcast_add(&mask.to_dtype(accumulate_dtype(vs.dtype()))?)?;
+            let p = softmax_last_dim(&scores)?.to_dtype(vs.dtype())?;
+            let o = p.matmul(&vs.contiguous()?)?.transpose(0, 1)?.reshape((n, nh * hd))?;
+            outs.push(o);
+            start += n;
+        }
+        let o = if outs.len() == 1 { outs.pop().expect("one segment") } else { Tensor::cat(&outs, 0)? };
+        linear(&o, &layer.o, None)
+    }
+}
+
+/// (n, n) additive mask: 0 on and below the diagonal, -inf above.
+fn causal_mask(n: usize, device: &Device, dtype: DType) -> Result<Tensor> {
+    let v: Vec<f32> = (0..n * n).map(|i| if i % n > i / n { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_vec(v, (n, n), device).and_then(|t| t.to_dtype(dtype)).map_err(ce)
+}
+
+/// Positions of a packed text row: 0.. restarting at each segment, the same on all three axes.
+pub fn text_positions(segments: &[usize]) -> Positions {
+    let p: Vec<u32> = segments.iter().flat_map(|&n| 0..n as u32).collect();
+    [p.clone(), p.clone(), p]
+}

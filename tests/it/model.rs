@@ -1,0 +1,200 @@
+//! The candle models against `transformers` (fixtures/make_model_fixtures.py): logits, greedy
+//! generation, packed rows, and gradients against finite differences.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use cotforge::model::{CausalLm, ModelConfig};
+
+use crate::common::repo;
+
+fn model_dir(name: &str) -> std::path::PathBuf {
+    repo().join("fixtures/models").join(name)
+}
+
+fn reference(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(model_dir(name).join("reference.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn ids_of(t: &Tensor) -> Vec<u32> {
+    t.flatten_all().unwrap().to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn text_decoders_match_transformers_logits_and_greedy_generation() {
+    for name in ["qwen2", "qwen3"] {
+        let r = reference(name);
+        let m = CausalLm::load(&model_dir(name), DType::F32, &Device::Cpu).unwrap();
+        let ids = ids_of(&r["input_ids"]);
+        let logits = m.logits(&ids, &[ids.len()]).unwrap();
+        let want = r["logits"].squeeze(0).unwrap();
+        let d = max_abs_diff(&logits, &want);
+        assert!(d < 1e-4, "{name}: max abs logit difference {d}");
+        assert_eq!(m.greedy_uncached(&ids, 8).unwrap(), ids_of(&r["greedy"]), "{name}: greedy tokens");
+    }
+}
+
+#[test]
+fn configs_read_hub_and_transformers5_layouts() {
+    let hub = serde_json::json!({
+        "model_type": "qwen2_5_vl", "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008,
+        "num_hidden_layers": 36, "num_attention_heads": 16, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0, "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+        "tie_word_embeddings": true, "image_token_id": 151655, "vision_start_token_id": 151652,
+        "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
+            "out_hidden_size": 2048, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+            "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31], "in_chans": 3}
+    });
+    let c = ModelConfig::from_json(&hub).unwrap();
+    assert_eq!((c.text.head_dim, c.text.mrope_section, c.text.rope_theta), (128, Some([16, 24, 24]), 1e6));
+    assert!(c.text.tie_word_embeddings && c.text.qkv_bias && !c.text.qk_norm);
+    let v = c.vision.unwrap();
+    assert_eq!((v.embed_dim, v.intermediate_size, v.out_hidden_size, v.fullatt_block_indexes.len()), (1280, 3420, 2048, 4));
+    let five = ModelConfig::from_dir(&model_dir("qwen2_vl")).unwrap();
+    assert_eq!((five.text.hidden_size, five.text.mrope_section, five.image_token_id), (64, Some([2, 3, 3]), Some(300)));
+    assert_eq!(five.vision.unwrap().intermediate_size, 64);
+    let bad = ModelConfig::from_json(&serde_json::json!({"model_type": "llama"})).unwrap_err();
+    assert!(bad.contains("not supported"), "{bad}");
+}
+
+#[test]
+fn a_packed_row_gives_each_segment_its_own_logits() {
+    let m = CausalLm::load(&model_dir("qwen2"), DType::F32, &Device::Cpu).unwrap();
+    let segs: Vec<Vec<u32>> = vec![vec![5, 17, 42, 99, 100], vec![7, 250, 3], vec![64, 128, 11, 200, 13, 1, 77]];
+    let row: Vec<u32> = segs.concat();
+    let lens: Vec<usize> = segs.iter().map(Vec::len).collect();
+    let packed = m.logits(&row, &lens).unwrap();
+    let mut at = 0;
+    for s in &segs {
+        let alone = m.logits(s, &[s.len()]).unwrap();
+        let d = max_abs_diff(&packed.narrow(0, at, s.len()).unwrap(), &alone);
+        assert!(d < 1e-5, "segment at {at}: {d}");
+        at += s.len();
+    }
+    // and attending across the boundary would have changed them
+    let whole = m.logits(&row, &[row.len()]).unwrap();
+    assert!(max_abs_diff(&whole.narrow(0, 5, 3).unwrap(), &packed.narrow(0, 5, 3).unwrap()) > 1e-3);
+}
+
+#[test]
+fn every_parameter_gets_a_gradient_that_matches_finite_differences() {
+    for name in ["qwen2", "qwen3"] {
+        let m = CausalLm::load(&model_dir(name), DType::F64, &Device::Cpu).unwrap();
+        let ids: Vec<u32> = vec![5, 17, 42, 99, 100, 7, 250, 3, 64];
+        let segs = [4, 5];
+        let probe = Tensor::randn(0f64, 1.0, (ids.len(), m.config.text.vocab_size), &Device::Cpu).unwrap();
+        let loss = |m: &CausalLm| -> f64 {
+            (m.logits(&ids, &segs).unwrap() * &probe).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        let out = (m.logits(&ids, &segs).unwrap() * &probe).unwrap().sum_all().unwrap();
+        let grads = out.backward().unwrap();
+        let mut checked = 0;
+        for (pname, var) in &m.vars {
+            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
+            let gv = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let norm: f64 = gv.iter().map(|x| x * x).sum::<f64>().sqrt();
+            assert!(norm > 0.0, "{name}: zero gradient for {pname}");
+            // central differences on the two largest entries of the gradient
+            let mut order: Vec<usize> = (0..gv.len()).collect();
+            order.sort_by(|&a, &b| gv[b].abs().total_cmp(&gv[a].abs()));
+            for &i in order.iter().take(2) {
+                let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                let eps = 1e-5;
+                let set = |delta: f64| {
+                    let mut v = orig.clone();
+                    v[i] += delta;
+                    var.set(&Tensor::from_vec(v, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
+                };
+                set(eps);
+                let up = loss(&m);
+                set(-eps);
+                let down = loss(&m);
+                set(0.0);
+                let fd = (up - down) / (2.0 * eps);
+                assert!((fd - gv[i]).abs() <= 1e-5 * (1.0 + fd.abs()), "{name} {pname}[{i}]: backward {} vs finite difference {fd}", gv[i]);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2 * m.vars.len() && m.vars.len() >= 20, "{name}: {checked} entries of {} tensors", m.vars.len());
+    }
+}
+
+fn grids_of(t: &Tensor) -> Vec<[u32; 3]> {
+    let v = ids_of(t);
+    v.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect()
+}
+
+#[test]
+fn vision_language_models_match_transformers_logits_positions_and_greedy_generation() {
+    for name in ["qwen2_vl", "qwen2_5_vl"] {
+        let r = reference(name);
+        let m = CausalLm::load(&model_dir(name), DType::F32, &Device::Cpu).unwrap();
+        let ids = ids_of(&r["input_ids"]);
+        let grids = grids_of(&r["image_grid_thw"]);
+        let pos = cotforge::model::mrope_positions(&ids, &grids, m.config.image_token_id, 2, &[ids.len()]).unwrap();
+        assert_eq!(pos.concat(), ids_of(&r["position_ids"]), "{name}: M-RoPE positions");
+        let logits = m.logits_multimodal(&ids, Some(&r["pixel_values"]), &grids, &[ids.len()]).unwrap();
+        let d = max_abs_diff(&logits, &r["logits"].squeeze(0).unwrap());
+        assert!(d < 1e-4, "{name}: max abs logit difference {d}");
+    }
+}
+
+#[test]
+fn a_packed_multimodal_row_gives_each_segment_its_own_logits() {
+    let r = reference("qwen2_5_vl");
+    let m = CausalLm::load(&model_dir("qwen2_5_vl"), DType::F32, &Device::Cpu).unwrap();
+    let img_ids = ids_of(&r["input_ids"]);
+    let grids = grids_of(&r["image_grid_thw"]);
+    let px = &r["pixel_values"];
+    let a: Vec<u32> = vec![5, 17, 42, 99];
+    let c: Vec<u32> = vec![7, 250, 3, 64, 128];
+    let row = [a.clone(), img_ids.clone(), c.clone()].concat();
+    let lens = [a.len(), img_ids.len(), c.len()];
+    let packed = m.logits_multimodal(&row, Some(px), &grids, &lens).unwrap();
+    let alone = [
+        m.logits_multimodal(&a, None, &[], &[a.len()]).unwrap(),
+        m.logits_multimodal(&img_ids, Some(px), &grids, &[img_ids.len()]).unwrap(),
+        m.logits_multimodal(&c, None, &[], &[c.len()]).unwrap(),
+    ];
+    let mut at = 0;
+    for (k, want) in alone.iter().enumerate() {
+        let d = max_abs_diff(&packed.narrow(0, at, lens[k]).unwrap(), want);
+        assert!(d < 1e-5, "segment {k}: {d}");
+        at += lens[k];
+    }
+}
+
+#[test]
+fn the_vision_language_models_train_every_parameter_including_the_vision_tower() {
+    for name in ["qwen2_vl", "qwen2_5_vl"] {
+        let r = reference(name);
+        let m = CausalLm::load(&model_dir(name), DType::F64, &Device::Cpu).unwrap();
+        let ids = ids_of(&r["input_ids"]);
+        let grids = grids_of(&r["image_grid_thw"]);
+        let px = &r["pixel_values"];
+        let probe = Tensor::randn(0f64, 1.0, (ids.len(), m.config.text.vocab_size), &Device::Cpu).unwrap();
+        let out = |m: &CausalLm| (m.logits_multimodal(&ids, Some(px), &grids, &[ids.len()]).unwrap() * &probe).unwrap().sum_all().unwrap();
+        let grads = out(&m).backward().unwrap();
+        assert!(m.vars.keys().any(|k| k.starts_with("visual.")));
+        for (pname, var) in &m.vars {
+            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
+            let gv = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let i = (0..gv.len()).max_by(|&a, &b| gv[a].abs().total_cmp(&gv[b].abs())).unwrap();
+            assert!(gv[i] != 0.0, "{name}: zero gradient for {pname}");
+            let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let at = |delta: f64| {
+                let mut v = orig.clone();
+                v[i] += delta;
+                var.set(&Tensor::from_vec(v, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
+                out(&m).to_scalar::<f64>().unwrap()
+            };
+            let fd = (at(1e-5) - at(-1e-5)) / 2e-5;
+            at(0.0);
+            assert!((fd - gv[i]).abs() <= 1e-5 * (1.0 + fd.abs()), "{name} {pname}[{i}]: backward {} vs finite difference {fd}", gv[i]);
+        }
+    }
+}
