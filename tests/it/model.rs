@@ -80,6 +80,34 @@ fn a_packed_row_gives_each_segment_its_own_logits() {
     assert!(max_abs_diff(&whole.narrow(0, 5, 3).unwrap(), &packed.narrow(0, 5, 3).unwrap()) > 1e-3);
 }
 
+/// Backward through `loss` gives every variable of `m` a non-zero gradient, and on its `entries`
+/// largest entries the gradient matches central finite differences (f64 models).
+fn assert_gradients(name: &str, m: &CausalLm, loss: impl Fn(&CausalLm) -> Tensor, entries: usize) -> usize {
+    let grads = loss(m).backward().unwrap();
+    let mut checked = 0;
+    for (pname, var) in &m.vars {
+        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
+        let gv = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        assert!(gv.iter().any(|&x| x != 0.0), "{name}: zero gradient for {pname}");
+        let mut order: Vec<usize> = (0..gv.len()).collect();
+        order.sort_by(|&a, &b| gv[b].abs().total_cmp(&gv[a].abs()));
+        let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        for &i in order.iter().take(entries) {
+            let at = |delta: f64| {
+                let mut v = orig.clone();
+                v[i] += delta;
+                var.set(&Tensor::from_vec(v, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
+                loss(m).to_scalar::<f64>().unwrap()
+            };
+            let fd = (at(1e-5) - at(-1e-5)) / 2e-5;
+            at(0.0);
+            assert!((fd - gv[i]).abs() <= 1e-5 * (1.0 + fd.abs()), "{name} {pname}[{i}]: backward {} vs finite difference {fd}", gv[i]);
+            checked += 1;
+        }
+    }
+    checked
+}
+
 #[test]
 fn every_parameter_gets_a_gradient_that_matches_finite_differences() {
     for name in ["qwen2", "qwen3"] {
@@ -87,38 +115,7 @@ fn every_parameter_gets_a_gradient_that_matches_finite_differences() {
         let ids: Vec<u32> = vec![5, 17, 42, 99, 100, 7, 250, 3, 64];
         let segs = [4, 5];
         let probe = Tensor::randn(0f64, 1.0, (ids.len(), m.config.text.vocab_size), &Device::Cpu).unwrap();
-        let loss = |m: &CausalLm| -> f64 {
-            (m.logits(&ids, &segs).unwrap() * &probe).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
-        };
-        let out = (m.logits(&ids, &segs).unwrap() * &probe).unwrap().sum_all().unwrap();
-        let grads = out.backward().unwrap();
-        let mut checked = 0;
-        for (pname, var) in &m.vars {
-            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
-            let gv = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let norm: f64 = gv.iter().map(|x| x * x).sum::<f64>().sqrt();
-            assert!(norm > 0.0, "{name}: zero gradient for {pname}");
-            // central differences on the two largest entries of the gradient
-            let mut order: Vec<usize> = (0..gv.len()).collect();
-            order.sort_by(|&a, &b| gv[b].abs().total_cmp(&gv[a].abs()));
-            for &i in order.iter().take(2) {
-                let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-                let eps = 1e-5;
-                let set = |delta: f64| {
-                    let mut v = orig.clone();
-                    v[i] += delta;
-                    var.set(&Tensor::from_vec(v, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
-                };
-                set(eps);
-                let up = loss(&m);
-                set(-eps);
-                let down = loss(&m);
-                set(0.0);
-                let fd = (up - down) / (2.0 * eps);
-                assert!((fd - gv[i]).abs() <= 1e-5 * (1.0 + fd.abs()), "{name} {pname}[{i}]: backward {} vs finite difference {fd}", gv[i]);
-                checked += 1;
-            }
-        }
+        let checked = assert_gradients(name, &m, |m| (m.logits(&ids, &segs).unwrap() * &probe).unwrap().sum_all().unwrap(), 2);
         assert!(checked >= 2 * m.vars.len() && m.vars.len() >= 20, "{name}: {checked} entries of {} tensors", m.vars.len());
     }
 }
@@ -178,23 +175,7 @@ fn the_vision_language_models_train_every_parameter_including_the_vision_tower()
         let px = &r["pixel_values"];
         let probe = Tensor::randn(0f64, 1.0, (ids.len(), m.config.text.vocab_size), &Device::Cpu).unwrap();
         let out = |m: &CausalLm| (m.logits_multimodal(&ids, Some(px), &grids, &[ids.len()]).unwrap() * &probe).unwrap().sum_all().unwrap();
-        let grads = out(&m).backward().unwrap();
         assert!(m.vars.keys().any(|k| k.starts_with("visual.")));
-        for (pname, var) in &m.vars {
-            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
-            let gv = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let i = (0..gv.len()).max_by(|&a, &b| gv[a].abs().total_cmp(&gv[b].abs())).unwrap();
-            assert!(gv[i] != 0.0, "{name}: zero gradient for {pname}");
-            let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let at = |delta: f64| {
-                let mut v = orig.clone();
-                v[i] += delta;
-                var.set(&Tensor::from_vec(v, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
-                out(&m).to_scalar::<f64>().unwrap()
-            };
-            let fd = (at(1e-5) - at(-1e-5)) / 2e-5;
-            at(0.0);
-            assert!((fd - gv[i]).abs() <= 1e-5 * (1.0 + fd.abs()), "{name} {pname}[{i}]: backward {} vs finite difference {fd}", gv[i]);
-        }
+        assert_eq!(assert_gradients(name, &m, out, 1), m.vars.len());
     }
 }
