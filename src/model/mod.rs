@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod ops;
+pub mod preprocess;
 pub mod text;
 pub mod vision;
 pub mod weights;

@@ -179,3 +179,28 @@ fn the_vision_language_models_train_every_parameter_including_the_vision_tower()
         assert_eq!(assert_gradients(name, &m, out, 1), m.vars.len());
     }
 }
+
+#[test]
+fn image_preprocessing_equals_the_hf_processor_on_pixel_values() {
+    let img = image::open(model_dir("image.png")).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    let (px, grid) = cotforge::model::preprocess::pixel_values(img.as_raw(), w as usize, h as usize, 56 * 56, 28 * 28 * 64, 14, 2, 2);
+    let r = reference("qwen2_vl");
+    assert_eq!(vec![grid], grids_of(&r["image_grid_thw"]));
+    let want = r["pixel_values"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(px.len(), want.len());
+    let d = px.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(d < 1e-5, "max abs pixel difference {d}");
+    // random images enlarged to min_pixels, shrunk to max_pixels, thin, odd-sized, unchanged
+    let cases = candle_core::safetensors::load(model_dir("preprocess.safetensors"), &Device::Cpu).unwrap();
+    for k in 0..5 {
+        let rgb = &cases[&format!("rgb{k}")];
+        let (h, w, _) = rgb.dims3().unwrap();
+        let bytes = rgb.flatten_all().unwrap().to_vec1::<u8>().unwrap();
+        let (px, grid) = cotforge::model::preprocess::pixel_values(&bytes, w, h, 56 * 56, 28 * 28 * 16, 14, 2, 2);
+        assert_eq!(vec![grid], grids_of(&cases[&format!("grid{k}")]), "image {k} ({h}x{w})");
+        let want = cases[&format!("pixel_values{k}")].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let d = px.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(px.len() == want.len() && d < 1e-5, "image {k} ({h}x{w}): max abs pixel difference {d}");
+    }
+}
