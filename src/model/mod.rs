@@ -14,7 +14,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 pub use config::ModelConfig;
-pub use text::{Positions, TextModel, text_positions};
+pub use text::{KvCache, Positions, TextModel, text_positions};
 pub use weights::Weights;
 
 use crate::error::{Error, Result};
@@ -52,9 +52,21 @@ impl CausalLm {
     /// replaced by its vision features; M-RoPE positions are computed per segment.
     /// `pixel_values` holds the patches of all images in order, `grids` their (t, h, w).
     pub fn logits_multimodal(&self, ids: &[u32], pixel_values: Option<&Tensor>, grids: &[[u32; 3]], segments: &[usize]) -> Result<Tensor> {
+        let x = self.embed_multimodal(ids, pixel_values, grids)?;
+        let pos = mrope_positions(ids, grids, self.config.image_token_id, self.merge(), segments)?;
+        self.text.forward(&x, &pos, segments)
+    }
+
+    fn merge(&self) -> u32 {
+        self.config.vision.as_ref().map(|v| v.spatial_merge_size as u32).unwrap_or(2)
+    }
+
+    /// Input embeddings (L, hidden): token embeddings, each image's pad run replaced by its
+    /// vision features (a differentiable gather from the two).
+    pub fn embed_multimodal(&self, ids: &[u32], pixel_values: Option<&Tensor>, grids: &[[u32; 3]]) -> Result<Tensor> {
         let err = |e: candle_core::Error| Error::Run(format!("model: {e}"));
         let embeds = self.text.embed(ids)?;
-        let x = match (pixel_values, &self.vision, self.config.image_token_id) {
+        match (pixel_values, &self.vision, self.config.image_token_id) {
             (Some(px), Some(vis), Some(pad)) if !grids.is_empty() => {
                 let feats = vis.forward(px, grids)?.to_dtype(embeds.dtype()).map_err(err)?;
                 let l = ids.len();
@@ -76,13 +88,49 @@ impl CausalLm {
                 }
                 let table = Tensor::cat(&[&embeds, &feats], 0).map_err(err)?;
                 let idx = Tensor::from_vec(idx, l, embeds.device()).map_err(err)?;
-                table.index_select(&idx, 0).map_err(err)?
+                table.index_select(&idx, 0).map_err(err)
             }
-            _ => embeds,
-        };
-        let merge = self.config.vision.as_ref().map(|v| v.spatial_merge_size as u32).unwrap_or(2);
-        let pos = mrope_positions(ids, grids, self.config.image_token_id, merge, segments)?;
-        self.text.forward(&x, &pos, segments)
+            _ => Ok(embeds),
+        }
+    }
+
+    /// Continue each prompt with a KV cache: greedy when `temperature` is 0, else sampling
+    /// from the temperature-scaled distribution cut to its top-p mass; a stop token ends a
+    /// sequence (and is included). Prompts run one after another; each draws from its own
+    /// random stream, so results do not depend on the batch.
+    pub fn generate(&self, prompts: &[Prompt], opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
+        prompts
+            .iter()
+            .enumerate()
+            .map(|(k, p)| {
+                let mut rng = crate::synth::rng::Rng::for_item(opts.seed, 0x6765_6e65, k as u64);
+                self.generate_one(p, opts, &mut rng)
+            })
+            .collect()
+    }
+
+    fn generate_one(&self, p: &Prompt, opts: &GenerateOptions, rng: &mut crate::synth::rng::Rng) -> Result<Vec<u32>> {
+        if p.ids.is_empty() {
+            return Err(Error::Input("generate: empty prompt".into()));
+        }
+        let x = self.embed_multimodal(&p.ids, p.pixel_values.as_ref(), &p.grids)?;
+        let pos = mrope_positions(&p.ids, &p.grids, self.config.image_token_id, self.merge(), &[p.ids.len()])?;
+        let mut next = pos.iter().flat_map(|a| a.iter()).copied().max().unwrap_or(0) + 1;
+        let mut cache = KvCache::default();
+        let mut logits = self.text.forward_cached(&x, &pos, &mut cache)?;
+        let mut out = Vec::with_capacity(opts.max_new_tokens);
+        for _ in 0..opts.max_new_tokens {
+            let row = logits.to_dtype(DType::F32).and_then(|t| t.to_vec1::<f32>()).map_err(|e| Error::Run(format!("model: {e}")))?;
+            let tok = sample(&row, opts.temperature, opts.top_p, rng);
+            out.push(tok);
+            if opts.stop.contains(&tok) || out.len() == opts.max_new_tokens {
+                break;
+            }
+            let x = self.text.embed(&[tok])?;
+            logits = self.text.forward_cached(&x, &[vec![next], vec![next], vec![next]], &mut cache)?;
+            next += 1;
+        }
+        Ok(out)
     }
 
     /// Greedy continuation of a text prompt by `n` tokens (no cache: the reference path).
@@ -99,6 +147,63 @@ impl CausalLm {
         }
         Ok(ids[prompt.len()..].to_vec())
     }
+}
+
+/// A prompt for [`CausalLm::generate`]: token ids (images as their pad runs) and the images.
+#[derive(Debug, Clone, Default)]
+pub struct Prompt {
+    pub ids: Vec<u32>,
+    pub pixel_values: Option<Tensor>,
+    pub grids: Vec<[u32; 3]>,
+}
+
+/// Sampling settings.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    /// 0: greedy.
+    pub temperature: f64,
+    /// Nucleus mass kept (1: all).
+    pub top_p: f64,
+    pub stop: Vec<u32>,
+    pub seed: u64,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_new_tokens: 64, temperature: 0.0, top_p: 1.0, stop: Vec::new(), seed: 0 }
+    }
+}
+
+/// Pick the next token from logits: the first maximum when greedy, else a draw from the
+/// softmax of logits / temperature restricted to the smallest set of tokens holding `top_p`.
+pub fn sample(logits: &[f32], temperature: f64, top_p: f64, rng: &mut crate::synth::rng::Rng) -> u32 {
+    let argmax = || logits.iter().enumerate().fold(0usize, |b, (i, &v)| if v > logits[b] { i } else { b }) as u32;
+    if temperature <= 0.0 {
+        return argmax();
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let mut probs: Vec<(u32, f64)> = logits.iter().enumerate().map(|(i, &v)| (i as u32, ((v as f64 - max) / temperature).exp())).collect();
+    let total: f64 = probs.iter().map(|p| p.1).sum();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut kept = 0.0;
+    let mut n = 0;
+    for p in &probs {
+        kept += p.1 / total;
+        n += 1;
+        if kept >= top_p {
+            break;
+        }
+    }
+    let mass: f64 = probs[..n].iter().map(|p| p.1).sum();
+    let mut r = rng.f64() * mass;
+    for p in &probs[..n] {
+        r -= p.1;
+        if r <= 0.0 {
+            return p.0;
+        }
+    }
+    probs[n - 1].0
 }
 
 /// M-RoPE positions of a packed row, restarting at each segment: text tokens advance all three

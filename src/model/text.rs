@@ -159,15 +159,8 @@ impl TextModel {
         rms_norm(&x, &self.norm, self.cfg.rms_norm_eps).map_err(ce)
     }
 
-    fn attention(
-        &self,
-        layer: &Layer,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        segments: &[usize],
-        masks: &[Tensor],
-    ) -> candle_core::Result<Tensor> {
+    /// q (L, heads, hd) and k, v (L, kv heads, hd), with q/k norms and rotary positions applied.
+    fn project(&self, layer: &Layer, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let l = x.dim(0)?;
@@ -178,28 +171,93 @@ impl TextModel {
             q = rms_norm(&q, qn, c.rms_norm_eps)?;
             k = rms_norm(&k, kn, c.rms_norm_eps)?;
         }
-        let q = rope(&q, cos, sin)?;
-        let k = rope(&k, cos, sin)?;
-        let scale = 1.0 / (hd as f64).sqrt();
+        Ok((rope(&q, cos, sin)?, rope(&k, cos, sin)?, v))
+    }
+
+    /// Attention of queries q (n, heads, hd) over keys and values (t, kv heads, hd) with an
+    /// additive mask (n, t); returns (n, heads * hd).
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let c = &self.cfg;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let (n, t) = (q.dim(0)?, k.dim(0)?);
         let group = nh / nkv;
+        let qs = q.transpose(0, 1)?.contiguous()?; // (nh, n, hd)
+        let expand = |x: &Tensor| -> candle_core::Result<Tensor> {
+            x.transpose(0, 1)?.unsqueeze(1)?.broadcast_as((nkv, group, t, hd))?.reshape((nh, t, hd))
+        };
+        let (ks, vs) = (expand(k)?, expand(v)?);
+        let acc = accumulate_dtype(vs.dtype());
+        let scores = (qs.matmul(&ks.t()?.contiguous()?)? * (1.0 / (hd as f64).sqrt()))?.to_dtype(acc)?.broadcast_add(&mask.to_dtype(acc)?)?;
+        let p = softmax_last_dim(&scores)?.to_dtype(vs.dtype())?;
+        p.matmul(&vs.contiguous()?)?.transpose(0, 1)?.reshape((n, nh * hd))
+    }
+
+    fn attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        segments: &[usize],
+        masks: &[Tensor],
+    ) -> candle_core::Result<Tensor> {
+        let (q, k, v) = self.project(layer, x, cos, sin)?;
         let mut outs = Vec::with_capacity(segments.len());
         let mut start = 0;
         for (&n, mask) in segments.iter().zip(masks) {
-            let qs = q.narrow(0, start, n)?.transpose(0, 1)?.contiguous()?; // (nh, n, hd)
-            let expand = |t: &Tensor| -> candle_core::Result<Tensor> {
-                let t = t.narrow(0, start, n)?.transpose(0, 1)?; // (nkv, n, hd)
-                t.unsqueeze(1)?.broadcast_as((nkv, group, n, hd))?.reshape((nh, n, hd))
-            };
-            let (ks, vs) = (expand(&k)?, expand(&v)?);
-            let scores = (qs.matmul(&ks.t()?.contiguous()?)? * scale)?.to_dtype(accumulate_dtype(vs.dtype()))?.broadcast_add(&mask.to_dtype(accumulate_dtype(vs.dtype()))?)?;
-            let p = softmax_last_dim(&scores)?.to_dtype(vs.dtype())?;
-            let o = p.matmul(&vs.contiguous()?)?.transpose(0, 1)?.reshape((n, nh * hd))?;
-            outs.push(o);
+            outs.push(self.attend(&q.narrow(0, start, n)?, &k.narrow(0, start, n)?, &v.narrow(0, start, n)?, mask)?);
             start += n;
         }
         let o = if outs.len() == 1 { outs.pop().expect("one segment") } else { Tensor::cat(&outs, 0)? };
         linear(&o, &layer.o, None)
     }
+
+    /// Decoding with a cache: the logits (vocab) of the last of the new tokens `x` (n, hidden)
+    /// at positions `pos`, attending to everything in `cache` and causally among themselves;
+    /// their keys and values join the cache.
+    pub fn forward_cached(&self, x: &Tensor, pos: &Positions, cache: &mut KvCache) -> Result<Tensor> {
+        let n = x.dim(0).map_err(ce)?;
+        if cache.layers.len() != self.layers.len() {
+            cache.layers = vec![None; self.layers.len()];
+        }
+        let past = cache.len;
+        let (cos, sin) = self.rope_tables(pos)?;
+        let (cos, sin) = (cos.unsqueeze(1).map_err(ce)?, sin.unsqueeze(1).map_err(ce)?);
+        let v: Vec<f32> = (0..n * (past + n)).map(|i| if i % (past + n) > past + i / (past + n) { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(v, (n, past + n), &self.device).map_err(ce)?;
+        let mut x = x.clone();
+        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let step = (|| -> candle_core::Result<Tensor> {
+                let r = rms_norm(&x, &layer.ln1, self.cfg.rms_norm_eps)?;
+                let (q, k, v) = self.project(layer, &r, &cos, &sin)?;
+                let (k, v) = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 0)?, Tensor::cat(&[&pv, &v], 0)?),
+                    None => (k, v),
+                };
+                let o = linear(&self.attend(&q, &k, &v, &mask)?, &layer.o, None)?;
+                *slot = Some((k, v));
+                let x = (&x + o)?;
+                let r = rms_norm(&x, &layer.ln2, self.cfg.rms_norm_eps)?;
+                let g = silu(&linear(&r, &layer.gate, None)?)?;
+                let u = linear(&r, &layer.up, None)?;
+                x + linear(&(g * u)?, &layer.down, None)?
+            })()
+            .map_err(ce)?;
+            x = step;
+        }
+        cache.len += n;
+        let last = x.narrow(0, n - 1, 1).map_err(ce)?;
+        let h = rms_norm(&last, &self.norm, self.cfg.rms_norm_eps).map_err(ce)?;
+        linear(&h, &self.lm_head, None).and_then(|t| t.squeeze(0)).map_err(ce)
+    }
+}
+
+/// Keys and values of the tokens seen so far, per layer.
+#[derive(Default, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Tokens in the cache.
+    pub len: usize,
 }
 
 /// (n, n) additive mask: 0 on and below the diagonal, -inf above.
