@@ -141,22 +141,22 @@ impl TextModel {
         }
         let (cos, sin) = self.rope_tables(pos)?;
         let (cos, sin) = (cos.unsqueeze(1).map_err(ce)?, sin.unsqueeze(1).map_err(ce)?); // (L, 1, hd)
-        let masks: Vec<Tensor> = segments.iter().map(|&n| causal_mask(n, &self.device, DType::F32)).collect::<Result<_>>()?;
+        let masks: Vec<Tensor> = segments.iter().map(|&n| causal_mask(n, 0, &self.device)).collect::<Result<_>>()?;
         let mut x = x.clone();
         for layer in &self.layers {
             let r = rms_norm(&x, &layer.ln1, self.cfg.rms_norm_eps).map_err(ce)?;
             let a = self.attention(layer, &r, &cos, &sin, segments, &masks).map_err(ce)?;
-            x = (x + a).map_err(ce)?;
-            let r = rms_norm(&x, &layer.ln2, self.cfg.rms_norm_eps).map_err(ce)?;
-            let m = (|| {
-                let g = silu(&linear(&r, &layer.gate, None)?)?;
-                let u = linear(&r, &layer.up, None)?;
-                linear(&(g * u)?, &layer.down, None)
-            })()
-            .map_err(ce)?;
-            x = (x + m).map_err(ce)?;
+            x = self.mlp_residual(layer, &(x + a).map_err(ce)?).map_err(ce)?;
         }
         rms_norm(&x, &self.norm, self.cfg.rms_norm_eps).map_err(ce)
+    }
+
+    /// x + SwiGLU MLP of the post-attention-normed x.
+    fn mlp_residual(&self, layer: &Layer, x: &Tensor) -> candle_core::Result<Tensor> {
+        let r = rms_norm(x, &layer.ln2, self.cfg.rms_norm_eps)?;
+        let g = silu(&linear(&r, &layer.gate, None)?)?;
+        let u = linear(&r, &layer.up, None)?;
+        x + linear(&(g * u)?, &layer.down, None)?
     }
 
     /// q (L, heads, hd) and k, v (L, kv heads, hd), with q/k norms and rotary positions applied.
@@ -223,8 +223,7 @@ impl TextModel {
         let past = cache.len;
         let (cos, sin) = self.rope_tables(pos)?;
         let (cos, sin) = (cos.unsqueeze(1).map_err(ce)?, sin.unsqueeze(1).map_err(ce)?);
-        let v: Vec<f32> = (0..n * (past + n)).map(|i| if i % (past + n) > past + i / (past + n) { f32::NEG_INFINITY } else { 0.0 }).collect();
-        let mask = Tensor::from_vec(v, (n, past + n), &self.device).map_err(ce)?;
+        let mask = causal_mask(n, past, &self.device)?;
         let mut x = x.clone();
         for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let step = (|| -> candle_core::Result<Tensor> {
@@ -236,11 +235,7 @@ impl TextModel {
                 };
                 let o = linear(&self.attend(&q, &k, &v, &mask)?, &layer.o, None)?;
                 *slot = Some((k, v));
-                let x = (&x + o)?;
-                let r = rms_norm(&x, &layer.ln2, self.cfg.rms_norm_eps)?;
-                let g = silu(&linear(&r, &layer.gate, None)?)?;
-                let u = linear(&r, &layer.up, None)?;
-                x + linear(&(g * u)?, &layer.down, None)?
+                self.mlp_residual(layer, &(&x + o)?)
             })()
             .map_err(ce)?;
             x = step;
@@ -260,10 +255,12 @@ pub struct KvCache {
     pub len: usize,
 }
 
-/// (n, n) additive mask: 0 on and below the diagonal, -inf above.
-fn causal_mask(n: usize, device: &Device, dtype: DType) -> Result<Tensor> {
-    let v: Vec<f32> = (0..n * n).map(|i| if i % n > i / n { f32::NEG_INFINITY } else { 0.0 }).collect();
-    Tensor::from_vec(v, (n, n), device).and_then(|t| t.to_dtype(dtype)).map_err(ce)
+/// (n, past + n) additive f32 mask for n new tokens after `past` cached ones: token i sees
+/// the cache and the new tokens up to itself (0), not those after it (-inf).
+fn causal_mask(n: usize, past: usize, device: &Device) -> Result<Tensor> {
+    let t = past + n;
+    let v: Vec<f32> = (0..n * t).map(|i| if i % t > past + i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_vec(v, (n, t), device).map_err(ce)
 }
 
 /// Positions of a packed text row: 0.. restarting at each segment, the same on all three axes.

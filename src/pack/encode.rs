@@ -63,29 +63,32 @@ fn reject(reason: &'static str, detail: impl Into<String>) -> Reject {
     Reject { reason, detail: detail.into() }
 }
 
-/// For a byte-level BPE `tokenizer.json` (decoder `ByteLevel`): the number of text bytes each
-/// id stands for. Vocabulary tokens are written in the byte-level alphabet, one char per byte;
+/// For a byte-level BPE tokenizer (decoder `ByteLevel`): the number of text bytes each id
+/// stands for. Vocabulary tokens are written in the byte-level alphabet, one char per byte;
 /// added tokens stand for their content. None for other tokenizers.
-fn byte_level_lengths(json: &[u8], tokenizer: &Tokenizer) -> Option<Vec<u32>> {
-    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
-    if v.get("decoder")?.get("type")?.as_str()? != "ByteLevel" {
+fn byte_level_lengths(tokenizer: &Tokenizer) -> Option<Vec<u32>> {
+    if !matches!(tokenizer.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_))) {
         return None;
     }
-    let added: std::collections::HashMap<u32, usize> = v
-        .get("added_tokens")?
-        .as_array()?
-        .iter()
-        .filter_map(|t| Some((t.get("id")?.as_u64()? as u32, t.get("content")?.as_str()?.len())))
-        .collect();
+    let added = tokenizer.get_added_tokens_decoder();
     let n = tokenizer.get_vocab_size(true);
     Some(
         (0..n as u32)
             .map(|id| match added.get(&id) {
-                Some(&len) => len as u32,
+                Some(t) => t.content.len() as u32,
                 None => tokenizer.id_to_token(id).map(|t| t.chars().count() as u32).unwrap_or(u32::MAX),
             })
             .collect(),
     )
+}
+
+/// sha256 of a tokenizer directory's `tokenizer.json` and of its chat template source: what a
+/// shard manifest records and what readers check.
+pub fn tokenizer_hashes(dir: &Path) -> Result<(String, String)> {
+    let path = dir.join("tokenizer.json");
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(format!("reading tokenizer {}", path.display()), e))?;
+    let template = ChatTemplate::from_dir(dir)?;
+    Ok((sha256_hex(&bytes), sha256_hex(template.source.as_bytes())))
 }
 
 /// A tokenizer directory's tokenizer and chat template, ready to encode conversations.
@@ -117,7 +120,7 @@ impl ChatEncoder {
             .map_err(|e| Error::Input(format!("{}: not a usable tokenizer.json: {e}", path.display())))?;
         let template = ChatTemplate::from_dir(dir)?;
         let image_pad = tokenizer.token_to_id(&opts.image_token);
-        let token_bytes = byte_level_lengths(&bytes, &tokenizer);
+        let token_bytes = byte_level_lengths(&tokenizer);
         Ok(Self {
             token_bytes,
             template_sha256: sha256_hex(template.source.as_bytes()),
@@ -233,15 +236,18 @@ impl ChatEncoder {
                 Ok(t) => t,
                 Err(e) => return Ok(Err(reject("template_error", e.to_string()))),
             };
-            let through = if i + 1 == messages.len() {
-                text.clone()
+            // the conversation through this turn: for the last message, the whole text
+            let rendered;
+            let through: &str = if i + 1 == messages.len() {
+                &text
             } else {
-                match render(&messages[..=i], false) {
+                rendered = match render(&messages[..=i], false) {
                     Ok(t) => t,
                     Err(e) => return Ok(Err(reject("template_error", e.to_string()))),
-                }
+                };
+                &rendered
             };
-            if !text.starts_with(&before) || !text.starts_with(&through) || through.len() < before.len() {
+            if !text.starts_with(&before) || !text.starts_with(through) || through.len() < before.len() {
                 return Err(Error::Input(format!(
                     "the chat template renders the start of a conversation differently from the whole \
                      (message {i}); assistant spans cannot be found from it"

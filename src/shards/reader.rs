@@ -16,8 +16,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{Manifest, SHARD_FORMAT, SHARD_SCHEMA_VERSION};
 use crate::error::{Context, Error, Result};
-use crate::pack::encode::sha256_hex;
-use crate::pack::template::ChatTemplate;
+use crate::pack::encode::{sha256_hex, tokenizer_hashes};
 use crate::synth::rng::Rng;
 
 /// One pack as the trainer gets it.
@@ -33,6 +32,7 @@ pub struct Pack {
 }
 
 /// An opened shard directory.
+#[derive(Clone)]
 pub struct ShardSet {
     pub dir: PathBuf,
     pub manifest: Manifest,
@@ -61,9 +61,7 @@ impl ShardSet {
     /// `tokenizer.json` and chat template must be the ones the shards were made with.
     pub fn open(dir: &Path, tokenizer: &Path) -> Result<Self> {
         let set = Self::open_unchecked(dir)?;
-        let tj = tokenizer.join("tokenizer.json");
-        let bytes = std::fs::read(&tj).ctx(|| format!("reading {}", tj.display()))?;
-        let sha = sha256_hex(&bytes);
+        let (sha, tsha) = tokenizer_hashes(tokenizer)?;
         let m = &set.manifest;
         if sha != m.tokenizer_sha256 {
             return Err(Error::Input(format!(
@@ -71,12 +69,10 @@ impl ShardSet {
                  their ids would decode to other text. Train with the tokenizer of `{}` or repack",
                 dir.join("manifest.json").display(),
                 m.tokenizer_sha256,
-                tj.display(),
+                tokenizer.join("tokenizer.json").display(),
                 m.tokenizer
             )));
         }
-        let template = ChatTemplate::from_dir(tokenizer)?;
-        let tsha = sha256_hex(template.source.as_bytes());
         if tsha != m.template_sha256 {
             return Err(Error::Input(format!(
                 "{}: the shards were rendered with another chat template (manifest template_sha256 {}, {} has {tsha}); \
@@ -194,7 +190,7 @@ impl ShardSet {
         const WINDOW: usize = 4;
         let order = self.order(seed, epoch, WINDOW);
         let (tx, rx) = sync_channel(prefetch.max(1));
-        let set = ShardSet { dir: self.dir.clone(), manifest: self.manifest.clone(), groups: self.groups.clone() };
+        let set = self.clone();
         let handle = std::thread::spawn(move || {
             let mut cache: HashMap<u32, Vec<Option<Pack>>> = HashMap::new();
             for (pos, &(g, r)) in order.iter().enumerate().skip(start) {

@@ -19,8 +19,7 @@ use super::{Manifest, SHARD_FORMAT, SHARD_SCHEMA_VERSION, ShardFile};
 use crate::error::{Context, Error, Result};
 use crate::ingest::ImageStore;
 use crate::pack::bfd::best_fit_decreasing;
-use crate::pack::encode::sha256_hex;
-use crate::pack::template::ChatTemplate;
+use crate::pack::encode::{sha256_hex, tokenizer_hashes};
 use crate::pipeline::io::{PartReader, atomic_write, tmp_name, writer_properties};
 use crate::schema;
 use crate::stages::packing::PackConfig;
@@ -310,9 +309,9 @@ pub fn write_shards(
                 n_samples += group.len() as u64;
                 n_images += group.iter().map(|s| s.images.len() as u64).sum::<u64>();
             }
+            let tokens: u64 = cols.num_tokens.iter().map(|&x| x as u64).sum();
+            let loss_tokens: u64 = cols.num_loss.iter().map(|&x| x as u64).sum();
             let batch = cols.finish()?;
-            let tokens: u64 = batch.column(1).as_any().downcast_ref::<UInt32Array>().expect("u32").values().iter().map(|&x| x as u64).sum();
-            let loss_tokens: u64 = batch.column(2).as_any().downcast_ref::<UInt32Array>().expect("u32").values().iter().map(|&x| x as u64).sum();
             let name = format!("shard-{k:05}.parquet");
             let dest = out.join(&name);
             let (bytes, sha256, row_groups) = write_parquet(&dest, &batch, cfg.row_group_packs)?;
@@ -333,9 +332,7 @@ pub fn write_shards(
         })
         .collect::<Result<_>>()?;
     std::fs::remove_dir_all(&spill_dir).ctx(|| format!("removing {}", spill_dir.display()))?;
-    let template = ChatTemplate::from_dir(&PathBuf::from(&tok.tokenizer))?;
-    let tokenizer_json = PathBuf::from(&tok.tokenizer).join("tokenizer.json");
-    let tokenizer_bytes = std::fs::read(&tokenizer_json).ctx(|| format!("reading {}", tokenizer_json.display()))?;
+    let (tokenizer_sha256, template_sha256) = tokenizer_hashes(&PathBuf::from(&tok.tokenizer))?;
     let tokens: u64 = written.iter().map(|w| w.tokens).sum();
     let packs = packing.packs.len() as u64;
     let manifest = Manifest {
@@ -345,8 +342,8 @@ pub fn write_shards(
         max_segments: cfg.max_segments,
         loss: tok.loss,
         tokenizer: tok.tokenizer.clone(),
-        tokenizer_sha256: sha256_hex(&tokenizer_bytes),
-        template_sha256: sha256_hex(template.source.as_bytes()),
+        tokenizer_sha256,
+        template_sha256,
         image_token: tok.image_token.clone(),
         min_pixels: tok.min_pixels,
         max_pixels: tok.max_pixels,
