@@ -118,6 +118,22 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         chunk: usize,
     },
+    /// Benchmark the candle model on CPU with random weights: forward tokens/s on a packed row
+    /// and KV-cache generation tokens/s.
+    BenchModel {
+        /// `tiny` (the test fixtures' size) or `small` (8 layers, hidden 512, vocab 32k).
+        #[arg(long, default_value = "tiny")]
+        config: String,
+        /// Tokens in the packed row of the forward pass.
+        #[arg(long, default_value_t = 1024)]
+        tokens: usize,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 64)]
+        new_tokens: usize,
+        /// Run in bf16 instead of f32.
+        #[arg(long)]
+        bf16: bool,
+    },
     /// Benchmark best-fit-decreasing packing on log-normal long-CoT lengths (median 2k
     /// tokens, p95 7k).
     BenchPack {
@@ -265,6 +281,11 @@ fn dispatch(cmd: Command) -> Result<()> {
                     p.over.len()
                 );
             }
+            Ok(())
+        }
+        Command::BenchModel { config, tokens, new_tokens, bf16 } => {
+            let dtype = if bf16 { candle_core::DType::BF16 } else { candle_core::DType::F32 };
+            print!("{}", cotforge::model::bench::bench_model(&config, tokens, new_tokens, dtype)?);
             Ok(())
         }
         Command::BenchTokenize { run, chunk } => {

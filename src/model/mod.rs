@@ -3,6 +3,7 @@
 //! towers. Every op records gradients (see [`ops`]).
 
 pub mod config;
+pub mod bench;
 pub mod ops;
 pub mod preprocess;
 pub mod text;
@@ -34,6 +35,17 @@ impl CausalLm {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let config = ModelConfig::from_dir(dir)?;
         let mut w = Weights::load(dir, dtype, device)?;
+        let text = TextModel::load(&config.text, &mut w, "model")?;
+        let vision = match &config.vision {
+            Some(v) => Some(vision::VisionModel::load(v, &mut w, "visual")?),
+            None => None,
+        };
+        Ok(Self { config, text, vision, vars: w.vars })
+    }
+
+    /// A model with random weights for a config (benchmarks).
+    pub fn random(config: ModelConfig, dtype: DType, device: &Device, seed: u64) -> Result<Self> {
+        let mut w = Weights::random(dtype, device, seed);
         let text = TextModel::load(&config.text, &mut w, "model")?;
         let vision = match &config.vision {
             Some(v) => Some(vision::VisionModel::load(v, &mut w, "visual")?),
@@ -94,43 +106,66 @@ impl CausalLm {
         }
     }
 
-    /// Continue each prompt with a KV cache: greedy when `temperature` is 0, else sampling
-    /// from the temperature-scaled distribution cut to its top-p mass; a stop token ends a
-    /// sequence (and is included). Prompts run one after another; each draws from its own
-    /// random stream, so results do not depend on the batch.
+    /// Continue each prompt `opts.samples` times with a KV cache: greedy when `temperature` is
+    /// 0, else sampling from the temperature-scaled distribution cut to its top-p mass; a stop
+    /// token ends a sequence (and is included). Outputs are prompt-major (prompt 0's samples
+    /// first). Each prompt is prefilled once; then all sequences decode together, one batched
+    /// step per token, and finished ones leave the batch. Sequence k draws from its own random
+    /// stream, so a result depends on the seed and its index, not on the batch around it.
     pub fn generate(&self, prompts: &[Prompt], opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
-        prompts
-            .iter()
-            .enumerate()
-            .map(|(k, p)| {
-                let mut rng = crate::synth::rng::Rng::for_item(opts.seed, 0x6765_6e65, k as u64);
-                self.generate_one(p, opts, &mut rng)
-            })
-            .collect()
-    }
-
-    fn generate_one(&self, p: &Prompt, opts: &GenerateOptions, rng: &mut crate::synth::rng::Rng) -> Result<Vec<u32>> {
-        if p.ids.is_empty() {
-            return Err(Error::Input("generate: empty prompt".into()));
+        let err = |e: candle_core::Error| Error::Run(format!("model: {e}"));
+        let n = opts.samples.max(1);
+        let total = prompts.len() * n;
+        let mut outs = vec![Vec::new(); total];
+        if total == 0 || opts.max_new_tokens == 0 {
+            return Ok(outs);
         }
-        let x = self.embed_multimodal(&p.ids, p.pixel_values.as_ref(), &p.grids)?;
-        let pos = mrope_positions(&p.ids, &p.grids, self.config.image_token_id, self.merge(), &[p.ids.len()])?;
-        let mut next = pos.iter().flat_map(|a| a.iter()).copied().max().unwrap_or(0) + 1;
-        let mut cache = KvCache::default();
-        let mut logits = self.text.forward_cached(&x, &pos, &mut cache)?;
-        let mut out = Vec::with_capacity(opts.max_new_tokens);
-        for _ in 0..opts.max_new_tokens {
-            let row = logits.to_dtype(DType::F32).and_then(|t| t.to_vec1::<f32>()).map_err(|e| Error::Run(format!("model: {e}")))?;
-            let tok = sample(&row, opts.temperature, opts.top_p, rng);
-            out.push(tok);
-            if opts.stop.contains(&tok) || out.len() == opts.max_new_tokens {
-                break;
+        let mut rngs: Vec<_> = (0..total).map(|k| crate::synth::rng::Rng::for_item(opts.seed, 0x6765_6e65, k as u64)).collect();
+        let mut caches = Vec::with_capacity(prompts.len());
+        let mut first = Vec::with_capacity(prompts.len());
+        let mut next = Vec::with_capacity(total);
+        for (i, p) in prompts.iter().enumerate() {
+            if p.ids.is_empty() {
+                return Err(Error::Input(format!("generate: prompt {i} is empty")));
             }
-            let x = self.text.embed(&[tok])?;
-            logits = self.text.forward_cached(&x, &[vec![next], vec![next], vec![next]], &mut cache)?;
-            next += 1;
+            let x = self.embed_multimodal(&p.ids, p.pixel_values.as_ref(), &p.grids)?;
+            let pos = mrope_positions(&p.ids, &p.grids, self.config.image_token_id, self.merge(), &[p.ids.len()])?;
+            let after = pos.iter().flat_map(|a| a.iter()).copied().max().unwrap_or(0) + 1;
+            next.extend(std::iter::repeat_n(after, n));
+            let mut cache = KvCache::default();
+            first.push(self.text.forward_cached(&x, &pos, &mut cache)?.to_dtype(DType::F32).and_then(|t| t.to_vec1::<f32>()).map_err(err)?);
+            caches.push(cache);
         }
-        Ok(out)
+        let rows: Vec<u32> = (0..total).map(|k| (k / n) as u32).collect();
+        let mut batch = text::BatchCache::stack(&caches.iter().collect::<Vec<_>>())?.select(&rows)?;
+        drop(caches);
+        let mut logits: Vec<Vec<f32>> = (0..total).map(|k| first[k / n].clone()).collect();
+        let mut active: Vec<usize> = (0..total).collect();
+        loop {
+            let mut keep = Vec::with_capacity(active.len());
+            let mut toks = Vec::with_capacity(active.len());
+            for (row, &k) in active.iter().enumerate() {
+                let tok = sample(&logits[row], opts.temperature, opts.top_p, &mut rngs[k]);
+                outs[k].push(tok);
+                if !opts.stop.contains(&tok) && outs[k].len() < opts.max_new_tokens {
+                    keep.push(row as u32);
+                    toks.push(tok);
+                }
+            }
+            if keep.is_empty() {
+                return Ok(outs);
+            }
+            if keep.len() < active.len() {
+                batch = batch.select(&keep)?;
+                active = keep.iter().map(|&r| active[r as usize]).collect();
+            }
+            let p: Vec<u32> = active.iter().map(|&k| next[k]).collect();
+            let x = self.text.embed(&toks)?;
+            logits = self.text.forward_step(&x, &[p.clone(), p.clone(), p], &mut batch)?.to_dtype(DType::F32).and_then(|t| t.to_vec2::<f32>()).map_err(err)?;
+            for &k in &active {
+                next[k] += 1;
+            }
+        }
     }
 
     /// Greedy continuation of a text prompt by `n` tokens (no cache: the reference path).
@@ -167,11 +202,13 @@ pub struct GenerateOptions {
     pub top_p: f64,
     pub stop: Vec<u32>,
     pub seed: u64,
+    /// Continuations per prompt (GRPO groups); 0 counts as 1.
+    pub samples: usize,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 64, temperature: 0.0, top_p: 1.0, stop: Vec::new(), seed: 0 }
+        Self { max_new_tokens: 64, temperature: 0.0, top_p: 1.0, stop: Vec::new(), seed: 0, samples: 1 }
     }
 }
 
@@ -185,6 +222,17 @@ pub fn sample(logits: &[f32], temperature: f64, top_p: f64, rng: &mut crate::syn
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let mut probs: Vec<(u32, f64)> = logits.iter().enumerate().map(|(i, &v)| (i as u32, ((v as f64 - max) / temperature).exp())).collect();
     let total: f64 = probs.iter().map(|p| p.1).sum();
+    if top_p >= 1.0 {
+        // the whole distribution: no need to order it
+        let mut r = rng.f64() * total;
+        for p in &probs {
+            r -= p.1;
+            if r <= 0.0 {
+                return p.0;
+            }
+        }
+        return probs.iter().rev().find(|p| p.1 > 0.0).map_or(0, |p| p.0);
+    }
     probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let mut kept = 0.0;
     let mut n = 0;

@@ -174,22 +174,28 @@ impl TextModel {
         Ok((rope(&q, cos, sin)?, rope(&k, cos, sin)?, v))
     }
 
-    /// Attention of queries q (n, heads, hd) over keys and values (t, kv heads, hd) with an
-    /// additive mask (n, t); returns (n, heads * hd).
+    /// Attention of queries q (B, n, heads, hd) over keys and values (B, t, kv heads, hd) with
+    /// an additive f32 mask broadcastable to (B, heads, n, t); returns (B, n, heads * hd).
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-        let (n, t) = (q.dim(0)?, k.dim(0)?);
+        let (b, n, t) = (q.dim(0)?, q.dim(1)?, k.dim(1)?);
         let group = nh / nkv;
-        let qs = q.transpose(0, 1)?.contiguous()?; // (nh, n, hd)
+        let qs = q.transpose(1, 2)?.contiguous()?; // (B, nh, n, hd)
         let expand = |x: &Tensor| -> candle_core::Result<Tensor> {
-            x.transpose(0, 1)?.unsqueeze(1)?.broadcast_as((nkv, group, t, hd))?.reshape((nh, t, hd))
+            x.transpose(1, 2)?.unsqueeze(2)?.broadcast_as((b, nkv, group, t, hd))?.reshape((b, nh, t, hd))
         };
         let (ks, vs) = (expand(k)?, expand(v)?);
         let acc = accumulate_dtype(vs.dtype());
         let scores = (qs.matmul(&ks.t()?.contiguous()?)? * (1.0 / (hd as f64).sqrt()))?.to_dtype(acc)?.broadcast_add(&mask.to_dtype(acc)?)?;
         let p = softmax_last_dim(&scores)?.to_dtype(vs.dtype())?;
-        p.matmul(&vs.contiguous()?)?.transpose(0, 1)?.reshape((n, nh * hd))
+        p.matmul(&vs.contiguous()?)?.transpose(1, 2)?.reshape((b, n, nh * hd))
+    }
+
+    /// [`Self::attend`] for one sequence: q (n, heads, hd), k and v (t, kv heads, hd), mask
+    /// (n, t); returns (n, heads * hd).
+    fn attend_one(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        self.attend(&q.unsqueeze(0)?, &k.unsqueeze(0)?, &v.unsqueeze(0)?, mask)?.squeeze(0)
     }
 
     fn attention(
@@ -205,7 +211,7 @@ impl TextModel {
         let mut outs = Vec::with_capacity(segments.len());
         let mut start = 0;
         for (&n, mask) in segments.iter().zip(masks) {
-            outs.push(self.attend(&q.narrow(0, start, n)?, &k.narrow(0, start, n)?, &v.narrow(0, start, n)?, mask)?);
+            outs.push(self.attend_one(&q.narrow(0, start, n)?, &k.narrow(0, start, n)?, &v.narrow(0, start, n)?, mask)?);
             start += n;
         }
         let o = if outs.len() == 1 { outs.pop().expect("one segment") } else { Tensor::cat(&outs, 0)? };
@@ -233,8 +239,8 @@ impl TextModel {
                     Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 0)?, Tensor::cat(&[&pv, &v], 0)?),
                     None => (k, v),
                 };
-                let o = linear(&self.attend(&q, &k, &v, &mask)?, &layer.o, None)?;
-                *slot = Some((k, v));
+                let o = linear(&self.attend_one(&q, &k, &v, &mask)?, &layer.o, None)?;
+                *slot = Some((k.detach(), v.detach()));
                 self.mlp_residual(layer, &(&x + o)?)
             })()
             .map_err(ce)?;
@@ -245,7 +251,91 @@ impl TextModel {
         let h = rms_norm(&last, &self.norm, self.cfg.rms_norm_eps).map_err(ce)?;
         linear(&h, &self.lm_head, None).and_then(|t| t.squeeze(0)).map_err(ce)
     }
+
+    /// One decoding step for a batch: the logits (B, vocab) after one new token per row, `x`
+    /// (B, hidden) at per-row positions `pos` (B entries per axis); each row attends to its own
+    /// cached keys (padding hidden by the cache's mask), and the new keys join the cache.
+    pub fn forward_step(&self, x: &Tensor, pos: &Positions, cache: &mut BatchCache) -> Result<Tensor> {
+        let b = x.dim(0).map_err(ce)?;
+        if cache.layers.len() != self.layers.len() || cache.rows() != b || pos.iter().any(|p| p.len() != b) {
+            return Err(Error::Run(format!("model: a step of {b} rows over a cache of {} rows and {} layers", cache.rows(), cache.layers.len())));
+        }
+        let (cos, sin) = self.rope_tables(pos)?;
+        let (cos, sin) = (cos.unsqueeze(1).map_err(ce)?, sin.unsqueeze(1).map_err(ce)?);
+        let step = (|| -> candle_core::Result<Tensor> {
+            let zero = Tensor::zeros((b, 1), DType::F32, &self.device)?;
+            cache.mask = Tensor::cat(&[&cache.mask, &zero], 1)?;
+            let t = cache.mask.dim(1)?;
+            let mask = cache.mask.reshape((b, 1, 1, t))?;
+            let mut x = x.clone();
+            for (layer, (ck, cv)) in self.layers.iter().zip(cache.layers.iter_mut()) {
+                let r = rms_norm(&x, &layer.ln1, self.cfg.rms_norm_eps)?;
+                let (q, k, v) = self.project(layer, &r, &cos, &sin)?; // (B, heads, hd)
+                *ck = Tensor::cat(&[&*ck, &k.unsqueeze(1)?.detach()], 1)?;
+                *cv = Tensor::cat(&[&*cv, &v.unsqueeze(1)?.detach()], 1)?;
+                let o = self.attend(&q.unsqueeze(1)?, ck, cv, &mask)?.squeeze(1)?;
+                x = self.mlp_residual(layer, &(&x + linear(&o, &layer.o, None)?)?)?;
+            }
+            let h = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
+            linear(&h, &self.lm_head, None)
+        })();
+        step.map_err(ce)
+    }
 }
+
+/// The caches of several sequences decoded together, left-padded to one length: keys and
+/// values (B, T, kv heads, hd) per layer and an additive f32 mask (B, T) that hides each row's
+/// padding.
+#[derive(Clone)]
+pub struct BatchCache {
+    layers: Vec<(Tensor, Tensor)>,
+    mask: Tensor,
+}
+
+impl BatchCache {
+    /// Stack filled single-sequence caches (of one model), left-padding the shorter ones.
+    pub fn stack(caches: &[&KvCache]) -> Result<Self> {
+        let first = caches.first().ok_or_else(|| Error::Run("model: no caches to stack".into()))?;
+        let t = caches.iter().map(|c| c.len).max().unwrap_or(0);
+        let layers = (0..first.layers.len())
+            .map(|i| -> Result<(Tensor, Tensor)> {
+                let pad = |x: &Tensor, len: usize| -> candle_core::Result<Tensor> {
+                    if len == t {
+                        return Ok(x.clone());
+                    }
+                    let (_, h, d) = x.dims3()?;
+                    Tensor::cat(&[&Tensor::zeros((t - len, h, d), x.dtype(), x.device())?, x], 0)
+                };
+                let mut ks = Vec::with_capacity(caches.len());
+                let mut vs = Vec::with_capacity(caches.len());
+                for c in caches {
+                    let (k, v) = c.layers.get(i).and_then(|l| l.as_ref()).ok_or_else(|| Error::Run("model: stacking an empty cache".into()))?;
+                    ks.push(pad(k, c.len).map_err(ce)?);
+                    vs.push(pad(v, c.len).map_err(ce)?);
+                }
+                Ok((Tensor::stack(&ks, 0).map_err(ce)?, Tensor::stack(&vs, 0).map_err(ce)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mask: Vec<f32> = caches.iter().flat_map(|c| (0..t).map(move |j| if j < t - c.len { f32::NEG_INFINITY } else { 0.0 })).collect();
+        let device = first.layers.iter().flatten().next().map(|(k, _)| k.device().clone()).unwrap_or(Device::Cpu);
+        let mask = Tensor::from_vec(mask, (caches.len(), t), &device).map_err(ce)?;
+        Ok(Self { layers, mask })
+    }
+
+    /// The cache of rows `rows` of this one, in that order (repeats allowed).
+    pub fn select(&self, rows: &[u32]) -> Result<Self> {
+        let idx = Tensor::new(rows, self.mask.device()).map_err(ce)?;
+        let pick = |x: &Tensor| x.index_select(&idx, 0).map_err(ce);
+        let layers = self.layers.iter().map(|(k, v)| Ok((pick(k)?, pick(v)?))).collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers, mask: pick(&self.mask)? })
+    }
+
+    /// Sequences in the batch.
+    pub fn rows(&self) -> usize {
+        self.mask.dim(0).unwrap_or(0)
+    }
+}
+
 
 /// Keys and values of the tokens seen so far, per layer.
 #[derive(Default, Clone)]

@@ -18,6 +18,8 @@ pub struct Weights {
     pub device: Device,
     /// Every tensor the model took, by Hugging Face name.
     pub vars: BTreeMap<String, Var>,
+    /// Benchmarks: make up missing tensors (normal, std 0.02; norms 1) from this seed.
+    random: Option<u64>,
 }
 
 fn ce(what: impl std::fmt::Display) -> impl FnOnce(candle_core::Error) -> Error {
@@ -49,7 +51,12 @@ impl Weights {
             }
             tensors.extend(candle_core::safetensors::load(f, device).map_err(ce(f.display()))?);
         }
-        Ok(Self { dir: dir.to_path_buf(), tensors, dtype, device: device.clone(), vars: BTreeMap::new() })
+        Ok(Self { dir: dir.to_path_buf(), tensors, dtype, device: device.clone(), vars: BTreeMap::new(), random: None })
+    }
+
+    /// Random weights for any config (benchmarks): every tensor asked for is made up.
+    pub fn random(dtype: DType, device: &Device, seed: u64) -> Self {
+        Self { dir: PathBuf::from("<random>"), tensors: HashMap::new(), dtype, device: device.clone(), vars: BTreeMap::new(), random: Some(seed) }
     }
 
     /// Whether the checkpoint has a tensor.
@@ -60,6 +67,17 @@ impl Weights {
     /// Take a tensor as a trainable variable, checking its shape.
     pub fn get(&mut self, name: &str, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
+        if let (Some(seed), false) = (self.random, self.tensors.contains_key(name)) {
+            let n = shape.elem_count();
+            let values: Vec<f32> = if name.ends_with("norm.weight") || name.contains("layernorm") || name.contains("norm1") || name.contains("norm2") || name.contains("ln_q") {
+                vec![1.0; n]
+            } else {
+                let mut rng = crate::synth::rng::Rng::for_item(seed, 0x7765_6967, self.vars.len() as u64);
+                (0..n).map(|_| (rng.normal() * 0.02) as f32).collect()
+            };
+            let t = Tensor::from_vec(values, &shape, &self.device).map_err(ce(name))?;
+            self.tensors.insert(name.to_string(), t);
+        }
         let t = self.tensors.get(name).ok_or_else(|| {
             Error::Input(format!("{}: the checkpoint has no tensor `{name}`", self.dir.display()))
         })?;

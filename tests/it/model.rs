@@ -237,3 +237,103 @@ fn cached_generation_matches_transformers_greedy_and_samples_reproducibly() {
         }
     }
 }
+
+#[test]
+fn batched_generation_equals_one_prompt_at_a_time() {
+    use cotforge::model::{GenerateOptions, Prompt};
+    for name in ["qwen2", "qwen3", "qwen2_vl", "qwen2_5_vl"] {
+        let r = reference(name);
+        let m = CausalLm::load(&model_dir(name), DType::F32, &Device::Cpu).unwrap();
+        let ids = ids_of(&r["input_ids"]);
+        let (px, grids) = match r.get("pixel_values") {
+            Some(px) => (Some(px.clone()), grids_of(&r["image_grid_thw"])),
+            None => (None, vec![]),
+        };
+        // prompts of different lengths (text ones cut before any image), the image one in the middle
+        let text_end = m.config.image_token_id.and_then(|t| ids.iter().position(|&x| x == t)).unwrap_or(ids.len());
+        let prompts = vec![
+            Prompt { ids: ids[..3].to_vec(), ..Default::default() },
+            Prompt { ids: ids.clone(), pixel_values: px, grids },
+            Prompt { ids: ids[..text_end.min(ids.len() - 1)].to_vec(), ..Default::default() },
+            Prompt { ids: ids[1..2].to_vec(), ..Default::default() },
+        ];
+        let greedy = GenerateOptions { max_new_tokens: 10, ..Default::default() };
+        let alone: Vec<Vec<u32>> = prompts.iter().map(|p| m.generate(std::slice::from_ref(p), &greedy).unwrap().remove(0)).collect();
+        assert_eq!(m.generate(&prompts, &greedy).unwrap(), alone, "{name}: batched greedy");
+        if m.vision.is_none() {
+            for (p, a) in prompts.iter().zip(&alone) {
+                assert_eq!(&m.greedy_uncached(&p.ids, 10).unwrap(), a, "{name}: the uncached reference path");
+            }
+        }
+        // one sequence stopping early leaves the batch without disturbing the others
+        let stop = GenerateOptions { stop: vec![alone[0][2]], ..greedy.clone() };
+        let stopped = m.generate(&prompts, &stop).unwrap();
+        for (s, a) in stopped.iter().zip(&alone) {
+            let cut = a.iter().position(|&t| t == alone[0][2]).map_or(a.len(), |i| i + 1);
+            assert_eq!(s[..], a[..cut], "{name}: stop token");
+        }
+        assert_eq!(stopped[0].len(), 3);
+        // several samples per prompt: each prompt prefilled once, the same draws as repeating it
+        let hot = GenerateOptions { max_new_tokens: 12, temperature: 3.0, top_p: 0.9, seed: 11, samples: 3, ..Default::default() };
+        let grouped = m.generate(&prompts[..2], &hot).unwrap();
+        let repeated: Vec<Prompt> = prompts[..2].iter().flat_map(|p| std::iter::repeat_n(p.clone(), 3)).collect();
+        assert_eq!(grouped, m.generate(&repeated, &GenerateOptions { samples: 1, ..hot.clone() }).unwrap(), "{name}: samples");
+        assert_eq!(grouped.len(), 6);
+        assert!(grouped[..3].iter().any(|g| g != &grouped[0]), "{name}: samples of one prompt differ");
+    }
+}
+
+#[test]
+fn sharded_and_bf16_checkpoints_load_under_their_hf_names() {
+    let r = reference("qwen2_5_vl");
+    let src = model_dir("qwen2_5_vl");
+    let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let ids = ids_of(&r["input_ids"]);
+    let grids = grids_of(&r["image_grid_thw"]);
+    let logits_of = |m: &CausalLm| m.logits_multimodal(&ids, Some(&r["pixel_values"]), &grids, &[ids.len()]).unwrap().to_dtype(DType::F32).unwrap();
+    let base = logits_of(&CausalLm::load(&src, DType::F32, &Device::Cpu).unwrap());
+    // the same tensors split over two shards with an index, stored as f32 and as bf16
+    let write_sharded = |dir: &std::path::Path, dtype: DType| {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+        let mut names: Vec<&String> = tensors.keys().collect();
+        names.sort();
+        let mut map = serde_json::Map::new();
+        for (k, part) in names.chunks(names.len().div_ceil(2)).enumerate() {
+            let file = format!("model-{:05}-of-00002.safetensors", k + 1);
+            let shard: HashMap<String, Tensor> = part.iter().map(|n| ((*n).clone(), tensors[*n].to_dtype(dtype).unwrap())).collect();
+            candle_core::safetensors::save(&shard, dir.join(&file)).unwrap();
+            for n in part {
+                map.insert((*n).clone(), serde_json::Value::String(file.clone()));
+            }
+        }
+        let index = serde_json::json!({ "metadata": {}, "weight_map": map });
+        std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let f32_dir = tmp.path().join("f32");
+    write_sharded(&f32_dir, DType::F32);
+    let sharded = CausalLm::load(&f32_dir, DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(sharded.vars.len(), tensors.len(), "every checkpoint tensor is a variable");
+    assert_eq!(max_abs_diff(&logits_of(&sharded), &base), 0.0, "sharded f32 loads the same weights");
+
+    // bf16 on disk, run in bf16: every variable is bf16 and the logits stay within bf16 error
+    let bf16_dir = tmp.path().join("bf16");
+    write_sharded(&bf16_dir, DType::BF16);
+    let half = CausalLm::load(&bf16_dir, DType::BF16, &Device::Cpu).unwrap();
+    assert!(half.vars.values().all(|v| v.dtype() == DType::BF16));
+    let scale = base.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let d = max_abs_diff(&logits_of(&half), &base);
+    eprintln!("bf16: max abs logit difference {d}, logit scale {scale}");
+    assert!(d > 0.0 && d < 0.03 * scale, "bf16 logits: max abs difference {d} at scale {scale}");
+    // bf16 on disk, run in f32: the weights are the bf16 values, exactly
+    let widened = CausalLm::load(&bf16_dir, DType::F32, &Device::Cpu).unwrap();
+    let w = widened.vars["model.layers.0.mlp.up_proj.weight"].as_tensor();
+    let want = tensors["model.layers.0.mlp.up_proj.weight"].to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap();
+    assert_eq!(max_abs_diff(w, &want), 0.0);
+
+    // a shard named in the index but missing is an error naming it
+    std::fs::remove_file(f32_dir.join("model-00002-of-00002.safetensors")).unwrap();
+    let e = CausalLm::load(&f32_dir, DType::F32, &Device::Cpu).err().expect("missing shard").to_string();
+    assert!(e.contains("model-00002-of-00002.safetensors"), "{e}");
+}
