@@ -18,6 +18,7 @@ pub mod spec;
 pub mod stages;
 pub mod synth;
 pub mod text;
+pub mod train;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -41,6 +41,26 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Write a freshly initialised model directory (config.json, model.safetensors, tokenizer
+    /// files) that cotforge and `transformers` load: for training small models from scratch,
+    /// tests and benchmarks.
+    InitModel {
+        /// A named config (tiny, small, qwen2-tiny, qwen2-small, qwen2.5-vl-tiny) or a
+        /// config.json file.
+        #[arg(long)]
+        config: String,
+        /// Tokenizer directory whose files are copied in (tokenizer.json, tokenizer_config.json, ...).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Train a model on packed shards (`cotforge train sft --help`).
+    #[command(subcommand)]
+    Train(TrainCommand),
     /// Show schema, row count and first rows of a Parquet/JSONL/JSON file, a directory of
     /// Parquet files, or a run directory; for a shard directory, the manifest and packs decoded
     /// to text (segment boundaries as rules, loss spans in ⟦ ⟧).
@@ -166,6 +186,39 @@ enum Task {
     Arith,
 }
 
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// Supervised fine-tuning on packed shards (from a pipeline's `pack` stage): the loss is
+    /// the mean NLL over the loss tokens of each optimizer step. Writes OUT/metrics.jsonl (a
+    /// line per step and evaluation) and OUT/checkpoints/step-N (Hugging Face layout plus the
+    /// optimizer and data position).
+    Sft {
+        /// Shard directory (with manifest.json).
+        #[arg(long)]
+        shards: PathBuf,
+        /// Hugging Face model directory (config.json, safetensors, tokenizer files).
+        #[arg(long)]
+        model: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Train config (YAML; every key has a default: lr, schedule, warmup_ratio, epochs,
+        /// max_steps, packs_per_step, packs_per_forward, max_grad_norm, adamw, seed, dtype,
+        /// freeze, save_every, keep_last, head_chunk_mib, eval).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Tokenizer directory the shards were packed with (default: the model directory).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Continue from the newest checkpoint in OUT (same shards and config).
+        #[arg(long)]
+        resume: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli.command) {
@@ -281,6 +334,37 @@ fn dispatch(cmd: Command) -> Result<()> {
                     p.over.len()
                 );
             }
+            Ok(())
+        }
+        Command::InitModel { config, tokenizer, out, seed } => {
+            let value = if std::path::Path::new(&config).is_file() {
+                let text = std::fs::read_to_string(&config).map_err(|e| cotforge::Error::io(format!("reading {config}"), e))?;
+                serde_json::from_str(&text).map_err(|e| cotforge::Error::Input(format!("{config}: not JSON: {e}")))?
+            } else {
+                cotforge::model::init::preset(&config)?
+            };
+            let m = cotforge::model::init::write_random(&out, &value, tokenizer.as_deref(), seed)?;
+            let params: usize = m.vars.values().map(|v| v.as_tensor().elem_count()).sum();
+            println!("{} parameters -> {}", params, out.display());
+            Ok(())
+        }
+        Command::Train(TrainCommand::Sft { shards, model, out, config, tokenizer, resume, quiet }) => {
+            let config = match config {
+                Some(p) => cotforge::train::TrainConfig::load(&p)?,
+                None => cotforge::train::TrainConfig::default(),
+            };
+            let args = cotforge::train::SftArgs { shards, model, tokenizer, out: out.clone(), config, resume, progress: !quiet };
+            let s = cotforge::train::sft::run(&args)?;
+            println!(
+                "{} steps, {} tokens in {:.1} s ({:.0} tokens/s); last loss {:.4}{}",
+                s.steps,
+                s.tokens,
+                s.seconds,
+                s.tokens as f64 / s.seconds.max(1e-9),
+                s.final_loss,
+                s.eval_loss.map(|l| format!(", eval loss {l:.4}")).unwrap_or_default()
+            );
+            println!("checkpoint: {}\nmetrics: {}", s.checkpoint.display(), out.join("metrics.jsonl").display());
             Ok(())
         }
         Command::BenchModel { config, tokens, new_tokens, bf16 } => {

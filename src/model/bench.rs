@@ -14,17 +14,7 @@ use super::{CausalLm, GenerateOptions, ModelConfig, Prompt};
 use crate::error::{Error, Result};
 
 fn config(name: &str) -> Result<ModelConfig> {
-    let (vocab, hidden, inter, layers, heads, kv) = match name {
-        "tiny" => (320, 64, 96, 2, 4, 2),
-        "small" => (32000, 512, 1408, 8, 8, 2),
-        other => return Err(Error::Input(format!("unknown bench config `{other}`; use tiny or small"))),
-    };
-    ModelConfig::from_json(&serde_json::json!({
-        "model_type": "qwen2", "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": inter,
-        "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
-        "rope_theta": 1000000.0, "tie_word_embeddings": true,
-    }))
-    .map_err(Error::Input)
+    ModelConfig::from_json(&super::init::preset(name)?).map_err(Error::Input)
 }
 
 /// Run the benchmark; returns report lines.

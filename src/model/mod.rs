@@ -3,6 +3,7 @@
 //! towers. Every op records gradients (see [`ops`]).
 
 pub mod config;
+pub mod init;
 pub mod bench;
 pub mod ops;
 pub mod preprocess;
@@ -67,6 +68,40 @@ impl CausalLm {
         let x = self.embed_multimodal(ids, pixel_values, grids)?;
         let pos = mrope_positions(ids, grids, self.config.image_token_id, self.merge(), segments)?;
         self.text.forward(&x, &pos, segments)
+    }
+
+    /// Final hidden states (L, hidden) of a packed row with images (the trainer's forward; the
+    /// output layer is left to [`crate::train::loss`]).
+    pub fn hidden_multimodal(&self, ids: &[u32], pixel_values: Option<&Tensor>, grids: &[[u32; 3]], segments: &[usize]) -> Result<Tensor> {
+        let x = self.embed_multimodal(ids, pixel_values, grids)?;
+        let pos = mrope_positions(ids, grids, self.config.image_token_id, self.merge(), segments)?;
+        self.text.hidden(&x, &pos, segments)
+    }
+
+    /// The processor's `pixel_values` for encoded images (PNG, JPEG, ...) resized to the grids
+    /// the tokenize stage recorded; `what` names them in errors.
+    pub fn pixel_values_for(&self, images: &[Vec<u8>], grids: &[[u32; 3]], what: &str) -> Result<Option<Tensor>> {
+        let Some(v) = &self.config.vision else {
+            if images.is_empty() {
+                return Ok(None);
+            }
+            return Err(Error::Input(format!("{what}: {} images, but the model has no vision tower", images.len())));
+        };
+        if images.is_empty() {
+            return Ok(None);
+        }
+        if images.len() != grids.len() {
+            return Err(Error::Input(format!("{what}: {} images and {} image grids", images.len(), grids.len())));
+        }
+        let mut rows = Vec::new();
+        for (k, (bytes, g)) in images.iter().zip(grids).enumerate() {
+            let img = image::load_from_memory(bytes).map_err(|e| Error::Input(format!("{what}: image {k}: {e}")))?.to_rgb8();
+            let (w, h) = img.dimensions();
+            rows.extend(preprocess::pixel_values_at(img.as_raw(), w as usize, h as usize, *g, v.patch_size, v.spatial_merge_size, v.temporal_patch_size));
+        }
+        let cols = 3 * v.temporal_patch_size * v.patch_size * v.patch_size;
+        let n = rows.len() / cols;
+        Tensor::from_vec(rows, (n, cols), &self.text.device()).map(Some).map_err(|e| Error::Run(format!("model: {e}")))
     }
 
     fn merge(&self) -> u32 {

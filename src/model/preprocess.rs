@@ -113,9 +113,16 @@ pub fn pixel_values(
     temporal: usize,
 ) -> (Vec<f32>, [u32; 3]) {
     let (nh, nw) = smart_resize(height as u32, width as u32, min_pixels, max_pixels);
-    let (nh, nw) = (nh as usize, nw as usize);
+    let grid = [1, nh / patch as u32, nw / patch as u32];
+    (pixel_values_at(rgb, width, height, grid, patch, merge, temporal), grid)
+}
+
+/// `pixel_values` for an image resized to a known grid (1, gh, gw) of patches (the grid the
+/// tokenize stage recorded in the shards).
+pub fn pixel_values_at(rgb: &[u8], width: usize, height: usize, grid: [u32; 3], patch: usize, merge: usize, temporal: usize) -> Vec<f32> {
+    let (gh, gw) = (grid[1] as usize, grid[2] as usize);
+    let (nh, nw) = (gh * patch, gw * patch);
     let img = resize_bicubic(rgb, width, height, nw, nh);
-    let (gh, gw) = (nh / patch, nw / patch);
     let value = |y: usize, x: usize, c: usize| -> f32 {
         let v = (img[(y * nw + x) * 3 + c] as f64 * (1.0 / 255.0)) as f32;
         (v - CLIP_MEAN[c]) / CLIP_STD[c]
@@ -140,5 +147,5 @@ pub fn pixel_values(
             }
         }
     }
-    (out, [1, gh as u32, gw as u32])
+    out
 }

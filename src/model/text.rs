@@ -87,6 +87,16 @@ impl TextModel {
         Ok(Self { cfg: cfg.clone(), embed, layers, norm, lm_head, inv_freq, device: w.device.clone(), dtype: w.dtype })
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.device.clone()
+    }
+
+    /// The output layer's weight (vocab, hidden): the embedding when tied.
+    pub fn lm_head(&self) -> &Tensor {
+        &self.lm_head
+    }
+
     /// Embeddings of token ids, (L, hidden).
     pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
         let ids = Tensor::new(ids, &self.device).map_err(ce)?;

@@ -28,9 +28,21 @@ struct Block {
     mlp: Mlp,
 }
 
+/// Which parts of the vision side train. A frozen part gets no gradient: the graph is cut at
+/// its output, so the backward pass never enters it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Freeze {
+    /// The patch embedding and the transformer blocks.
+    pub tower: bool,
+    /// The 2x2 patch merger (a trainable tower still gets gradients through it).
+    pub merger: bool,
+}
+
 /// The vision encoder with its merger.
 pub struct VisionModel {
     pub cfg: VisionConfig,
+    /// Parts that train no more (set by a trainer).
+    pub freeze: Freeze,
     patch: Tensor,
     blocks: Vec<Block>,
     ln_q: (Tensor, Option<Tensor>),
@@ -76,7 +88,7 @@ impl VisionModel {
         let head_dim = e / cfg.num_heads;
         let dim = head_dim / 2;
         let inv_freq = (0..dim / 2).map(|j| 1.0 / 10000f64.powf(2.0 * j as f64 / dim as f64)).collect();
-        Ok(Self { cfg: cfg.clone(), patch, blocks, ln_q, mlp0, mlp2, inv_freq, device: w.device.clone(), dtype: w.dtype })
+        Ok(Self { cfg: cfg.clone(), freeze: Freeze::default(), patch, blocks, ln_q, mlp0, mlp2, inv_freq, device: w.device.clone(), dtype: w.dtype })
     }
 
     /// Features of the images (one row per merged 2x2 patch group, in image order) from the
@@ -109,10 +121,14 @@ impl VisionModel {
             let chunks = if full { &frames } else { &windows };
             x = self.block(b, &x, &cos, &sin, chunks).map_err(ce)?;
         }
+        if self.freeze.tower {
+            x = x.detach();
+        }
         let e = self.cfg.embed_dim;
         let y = self.apply_norm(&self.ln_q, &x).map_err(ce)?.reshape((n / m2, e * m2)).map_err(ce)?;
         let y = linear(&y, &self.mlp0.0, Some(&self.mlp0.1)).and_then(|t| t.gelu_erf()).map_err(ce)?;
         let y = linear(&y, &self.mlp2.0, Some(&self.mlp2.1)).map_err(ce)?;
+        let y = if self.freeze.tower && self.freeze.merger { y.detach() } else { y };
         // back from window order to image order
         let mut inverse = vec![0u32; order.len()];
         for (pos, &g) in order.iter().enumerate() {

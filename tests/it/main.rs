@@ -12,6 +12,7 @@ mod packing;
 mod pipeline;
 mod schemas;
 mod synth;
+mod train;
 mod tokens;
 mod units;
 mod verify;

@@ -1,0 +1,112 @@
+//! Checkpoints: `checkpoints/step-NNNNNNN/` holds the model as Hugging Face loads it
+//! (`model.safetensors` under the original names, `config.json`, the tokenizer and processor
+//! files), plus `optimizer.safetensors` (f32 moments and master weights) and `trainer_state.json`
+//! (step, data position, config) for `--resume`. A checkpoint is written to a temporary
+//! directory and renamed into place; only the last `keep_last` stay.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+
+use super::optim::AdamW;
+use super::sft::{STATE_FORMAT, TrainState, Trainer};
+use crate::error::{Context, Error, Result};
+
+/// Files copied from the model (and tokenizer) directory when present.
+pub const SIDE_FILES: &[&str] = &[
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.json",
+    "chat_template.jinja",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+];
+
+fn step_of(dir: &Path) -> Option<usize> {
+    dir.file_name()?.to_str()?.strip_prefix("step-")?.parse().ok()
+}
+
+/// Checkpoint directories under `root`, oldest first.
+pub fn list(root: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(rd) = std::fs::read_dir(root) else { return Ok(Vec::new()) };
+    let mut dirs: Vec<(usize, PathBuf)> = Vec::new();
+    for e in rd {
+        let p = e.ctx(|| format!("listing {}", root.display()))?.path();
+        if let Some(s) = step_of(&p)
+            && p.join("trainer_state.json").is_file()
+        {
+            dirs.push((s, p));
+        }
+    }
+    dirs.sort();
+    Ok(dirs.into_iter().map(|d| d.1).collect())
+}
+
+/// The newest checkpoint under `root`.
+pub fn latest(root: &Path) -> Result<Option<PathBuf>> {
+    Ok(list(root)?.pop())
+}
+
+pub fn read_state(dir: &Path) -> Result<TrainState> {
+    let p = dir.join("trainer_state.json");
+    let bytes = std::fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
+    let st: TrainState = serde_json::from_slice(&bytes).map_err(|e| Error::Input(format!("{}: not a cotforge trainer state: {e}", p.display())))?;
+    if st.format != STATE_FORMAT {
+        return Err(Error::Input(format!("{}: format {}, this cotforge reads {STATE_FORMAT}", p.display(), st.format)));
+    }
+    Ok(st)
+}
+
+pub fn load_optimizer(dir: &Path, opt: &mut AdamW, steps: u64) -> Result<()> {
+    let p = dir.join("optimizer.safetensors");
+    let t = candle_core::safetensors::load(&p, &candle_core::Device::Cpu).map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
+    opt.load_state(&t, steps).map_err(|e| Error::Input(format!("{}: {e}", p.display())))
+}
+
+fn save_tensors(map: HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    candle_core::safetensors::save(&map, path).map_err(|e| Error::Run(format!("writing {}: {e}", path.display())))
+}
+
+/// The model's variables under their Hugging Face names.
+pub fn model_tensors(trainer: &Trainer) -> HashMap<String, Tensor> {
+    trainer.model.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect()
+}
+
+/// Write a checkpoint for `state.step`; returns its directory.
+pub fn save(root: &Path, trainer: &Trainer, state: &TrainState, model_dir: &Path, tokenizer_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(root).ctx(|| format!("creating {}", root.display()))?;
+    let name = format!("step-{:07}", state.step);
+    let dest = root.join(&name);
+    let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).ctx(|| format!("removing {}", tmp.display()))?;
+    }
+    std::fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+    save_tensors(model_tensors(trainer), &tmp.join("model.safetensors"))?;
+    save_tensors(trainer.opt.state_tensors().into_iter().collect(), &tmp.join("optimizer.safetensors"))?;
+    for f in SIDE_FILES {
+        let src = [model_dir.join(f), tokenizer_dir.join(f)].into_iter().find(|p| p.is_file());
+        if let Some(src) = src {
+            std::fs::copy(&src, tmp.join(f)).ctx(|| format!("copying {}", src.display()))?;
+        }
+    }
+    let st = serde_json::to_vec_pretty(state).map_err(|e| Error::Run(format!("trainer state: {e}")))?;
+    std::fs::write(tmp.join("trainer_state.json"), st).ctx(|| format!("writing {}", tmp.display()))?;
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest).ctx(|| format!("replacing {}", dest.display()))?;
+    }
+    std::fs::rename(&tmp, &dest).ctx(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+    let all = list(root)?;
+    let keep = state.config.keep_last.max(1);
+    for old in all.iter().take(all.len().saturating_sub(keep)) {
+        std::fs::remove_dir_all(old).ctx(|| format!("removing old checkpoint {}", old.display()))?;
+    }
+    Ok(dest)
+}

@@ -1,0 +1,151 @@
+//! `train.yaml`: the SFT settings. Every field has a default, so an empty file (or none) is a
+//! valid config; unknown keys are errors naming the file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::optim::{AdamWConfig, Schedule};
+use crate::error::{Error, Result};
+
+/// Settings of `cotforge train sft`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    pub schedule: Schedule,
+    /// Share of the optimizer steps spent warming up linearly from 0.
+    pub warmup_ratio: f64,
+    /// Passes over the shards (ignored when `max_steps` is set).
+    pub epochs: usize,
+    /// Stop after this many optimizer steps (epochs repeat as needed).
+    pub max_steps: Option<usize>,
+    /// Packs per optimizer step. The loss of a step is the sum of its token losses divided by
+    /// the loss tokens of the whole step, whatever the accumulation.
+    pub packs_per_step: usize,
+    /// Packs per forward pass (run as one row of all their segments); `packs_per_step` is a
+    /// multiple of it, and the steps accumulate `packs_per_step / packs_per_forward` passes.
+    pub packs_per_forward: usize,
+    /// Clip gradients to this global L2 norm (0: no clipping).
+    pub max_grad_norm: f64,
+    pub adamw: AdamWConfig,
+    /// Seeds the data order (and dropout).
+    pub seed: u64,
+    /// `f32` or `bf16` parameters (the optimizer keeps f32 moments and master weights).
+    pub dtype: String,
+    pub freeze: FreezeConfig,
+    /// Save a checkpoint every this many steps (0: only at the end).
+    pub save_every: usize,
+    /// Checkpoints kept (the oldest go first).
+    pub keep_last: usize,
+    /// Positions of the output layer per chunk are sized so one chunk of f32 logits takes
+    /// about this many MiB.
+    pub head_chunk_mib: usize,
+    pub eval: Option<EvalConfig>,
+}
+
+/// Parts of the model that do not train.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct FreezeConfig {
+    /// The vision tower (patch embedding and blocks).
+    pub vision_tower: bool,
+    /// The patch merger.
+    pub merger: bool,
+}
+
+/// Held-out evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// A shard directory packed with the same tokenizer: its loss is measured.
+    pub shards: PathBuf,
+    /// Evaluate every this many steps (0: only at the end).
+    #[serde(default)]
+    pub every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-5,
+            schedule: Schedule::Cosine,
+            warmup_ratio: 0.03,
+            epochs: 1,
+            max_steps: None,
+            packs_per_step: 8,
+            packs_per_forward: 1,
+            max_grad_norm: 1.0,
+            adamw: AdamWConfig::default(),
+            seed: 0,
+            dtype: "f32".into(),
+            freeze: FreezeConfig::default(),
+            save_every: 0,
+            keep_last: 2,
+            head_chunk_mib: 64,
+            eval: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Read a config file (relative paths in it are taken from the file's directory).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Spec(format!("cannot read train config {}: {e}", path.display())))?;
+        let mut cfg = Self::parse(&text).map_err(|e| Error::Spec(format!("{}: {e}", path.display())))?;
+        if let (Some(ev), Some(base)) = (cfg.eval.as_mut(), path.parent())
+            && ev.shards.is_relative()
+        {
+            ev.shards = base.join(&ev.shards);
+        }
+        Ok(cfg)
+    }
+
+    /// Parse config text and check it.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let cfg: Self = if text.trim().is_empty() {
+            Self::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| match e.location() {
+                Some(l) => format!("line {} column {}: {e}", l.line(), l.column()),
+                None => e.to_string(),
+            })?
+        };
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return Err(format!("lr must be a non-negative number, not {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return Err(format!("warmup_ratio must be in [0, 1), not {}", self.warmup_ratio));
+        }
+        if self.packs_per_step == 0 || self.packs_per_forward == 0 || self.packs_per_step % self.packs_per_forward != 0 {
+            return Err(format!(
+                "packs_per_step ({}) must be a positive multiple of packs_per_forward ({})",
+                self.packs_per_step, self.packs_per_forward
+            ));
+        }
+        if self.max_steps.is_none() && self.epochs == 0 {
+            return Err("epochs must be at least 1 (or set max_steps)".into());
+        }
+        if self.dtype != "f32" && self.dtype != "bf16" {
+            return Err(format!("dtype must be f32 or bf16, not `{}`", self.dtype));
+        }
+        if self.keep_last == 0 {
+            return Err("keep_last must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.adamw.beta1) || !(0.0..1.0).contains(&self.adamw.beta2) {
+            return Err("adamw betas must be in [0, 1)".into());
+        }
+        Ok(())
+    }
+
+    /// The parameter dtype.
+    pub fn candle_dtype(&self) -> candle_core::DType {
+        if self.dtype == "bf16" { candle_core::DType::BF16 } else { candle_core::DType::F32 }
+    }
+}

@@ -1,0 +1,119 @@
+//! The output layer and cross-entropy, in chunks of positions, only where a loss is taken.
+//!
+//! With a 151k vocabulary the logits of a 2,048-token row are 1.2 GB in f32, and autograd
+//! would keep them (and their softmax) until the backward pass. Here the head runs outside the
+//! graph: for each chunk of loss positions it computes the logits, the log-probabilities of the
+//! targets and the entropy, and, given each position's coefficient c_i in the objective
+//! `sum_i c_i * log p_i`, the gradients with respect to the hidden states and the head weight
+//! at once (dlogits = c * (onehot - p)). The hidden-state gradient re-enters autograd through
+//! a surrogate `sum(h * dh)` whose backward is exactly dh; the head gradient is returned to be
+//! added to the weight's. Only one chunk of logits exists at a time, forward and backward.
+
+use candle_core::{D, DType, Tensor};
+
+use crate::error::{Error, Result};
+
+fn ce(e: candle_core::Error) -> Error {
+    Error::Run(format!("loss: {e}"))
+}
+
+/// Per-position results of the head over loss positions.
+#[derive(Debug, Clone, Default)]
+pub struct HeadOutput {
+    /// log p(target) at each position.
+    pub logp: Vec<f32>,
+    /// Entropy of the predicted distribution at each position.
+    pub entropy: Vec<f32>,
+}
+
+/// Gradients of the objective `sum_i coef_i * log p_i`.
+pub struct HeadGrads {
+    /// A scalar whose backward gives the hidden states their gradient.
+    pub surrogate: Tensor,
+    /// Gradient of the head weight (vocab, hidden), f32.
+    pub weight: Tensor,
+}
+
+/// Positions per chunk so that one chunk of f32 logits stays near `budget_bytes`.
+pub fn chunk_rows(vocab: usize, budget_bytes: usize) -> usize {
+    (budget_bytes / (vocab.max(1) * 4)).clamp(16, 4096)
+}
+
+/// The head over hidden states `h` (N, hidden) of the loss positions (a graph tensor when
+/// `coef` is given) against `targets` (N), with head weight `w` (vocab, hidden). Returns the
+/// per-position log-probabilities and entropies, and with `coef` the gradients.
+pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<&[f32]>, chunk: usize) -> Result<(HeadOutput, Option<HeadGrads>)> {
+    let n = h.dim(0).map_err(ce)?;
+    if targets.len() != n || coef.is_some_and(|c| c.len() != n) {
+        return Err(Error::Run(format!("loss: {n} positions, {} targets", targets.len())));
+    }
+    let hd = h.detach().to_dtype(DType::F32).map_err(ce)?;
+    let wd = w.detach().to_dtype(DType::F32).map_err(ce)?;
+    let device = h.device();
+    let mut out = HeadOutput { logp: Vec::with_capacity(n), entropy: Vec::with_capacity(n) };
+    let mut dh_parts = Vec::new();
+    let mut dw = match coef {
+        Some(_) => Some(wd.zeros_like().map_err(ce)?),
+        None => None,
+    };
+    let mut start = 0;
+    while start < n {
+        let len = chunk.max(1).min(n - start);
+        let step = (|| -> candle_core::Result<()> {
+            let hc = hd.narrow(0, start, len)?;
+            let t = Tensor::new(&targets[start..start + len], device)?;
+            let logits = hc.matmul(&wd.t()?)?; // (len, vocab)
+            let max = logits.max_keepdim(D::Minus1)?;
+            let shifted = logits.broadcast_sub(&max)?;
+            let e = shifted.exp()?;
+            let z = e.sum_keepdim(D::Minus1)?;
+            let p = e.broadcast_div(&z)?;
+            let lse = z.log()?; // of the shifted logits
+            let picked = shifted.gather(&t.unsqueeze(1)?, 1)?;
+            out.logp.extend((picked - &lse)?.squeeze(1)?.to_vec1::<f32>()?);
+            // entropy = lse - sum p * shifted
+            let ent = (lse.squeeze(1)? - (&p * &shifted)?.sum(D::Minus1)?)?;
+            out.entropy.extend(ent.to_vec1::<f32>()?);
+            if let (Some(coef), Some(dw)) = (coef, dw.as_mut()) {
+                let c = Tensor::new(&coef[start..start + len], device)?.unsqueeze(1)?; // (len, 1)
+                // dlogits = c * onehot - c * p
+                let g = p.broadcast_mul(&c.neg()?)?;
+                let ch = hc.broadcast_mul(&c)?;
+                let dh = (g.matmul(&wd)? + wd.index_select(&t, 0)?.broadcast_mul(&c)?)?;
+                *dw = (&*dw + g.t()?.matmul(&hc)?)?.index_add(&t, &ch, 0)?;
+                dh_parts.push(dh);
+            }
+            Ok(())
+        })();
+        step.map_err(ce)?;
+        start += len;
+    }
+    let grads = match dw {
+        Some(weight) => {
+            let dh = if dh_parts.is_empty() { hd.zeros_like().map_err(ce)? } else { Tensor::cat(&dh_parts, 0).map_err(ce)? };
+            let surrogate = (h * dh.to_dtype(h.dtype()).map_err(ce)?).and_then(|x| x.sum_all()).map_err(ce)?;
+            Some(HeadGrads { surrogate, weight })
+        }
+        None => None,
+    };
+    Ok((out, grads))
+}
+
+/// Loss positions of a packed row: position t predicts token t + 1 when that token carries
+/// loss and lies in the same segment. Returns (positions, targets).
+pub fn loss_positions(ids: &[u32], loss_mask: &[bool], segments: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut pos = Vec::new();
+    let mut tgt = Vec::new();
+    let mut start = 0usize;
+    for &len in segments {
+        let end = start + len as usize;
+        for t in start..end.saturating_sub(1) {
+            if loss_mask[t + 1] {
+                pos.push(t as u32);
+                tgt.push(ids[t + 1]);
+            }
+        }
+        start = end;
+    }
+    (pos, tgt)
+}

@@ -1,0 +1,12 @@
+//! Training on packed shards: supervised fine-tuning ([`sft`]) with the output layer and
+//! cross-entropy computed in chunks at loss positions only ([`loss`]), AdamW with f32 state
+//! ([`optim`]), and Hugging Face-compatible checkpoints ([`checkpoint`]).
+
+pub mod checkpoint;
+pub mod config;
+pub mod loss;
+pub mod optim;
+pub mod sft;
+
+pub use config::TrainConfig;
+pub use sft::{Row, SftArgs, Trainer};

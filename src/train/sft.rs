@@ -1,0 +1,389 @@
+//! Supervised fine-tuning on packed shards: gradients of packed rows, the optimizer step with
+//! accumulation, and the run loop (schedule, metrics, evaluation, checkpoints, resume).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint;
+use super::config::TrainConfig;
+use super::loss::{chunk_rows, head, loss_positions};
+use super::optim::{AdamW, clip, lr_factor};
+use crate::error::{Context, Error, Result};
+use crate::model::CausalLm;
+use crate::shards::{Pack, ShardSet};
+
+fn ce(e: candle_core::Error) -> Error {
+    Error::Run(format!("train: {e}"))
+}
+
+/// One forward pass's input: packs joined into one row of all their segments.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub ids: Vec<u32>,
+    pub loss_mask: Vec<bool>,
+    pub segments: Vec<u32>,
+    pub images: Vec<Vec<u8>>,
+    pub grids: Vec<[u32; 3]>,
+    /// Pack indices, for error messages.
+    pub packs: Vec<u64>,
+}
+
+impl Row {
+    pub fn of<'a>(packs: impl IntoIterator<Item = &'a Pack>) -> Self {
+        let mut r = Row::default();
+        for p in packs {
+            r.ids.extend_from_slice(&p.input_ids);
+            r.loss_mask.extend_from_slice(&p.loss_mask);
+            r.segments.extend_from_slice(&p.segment_lengths);
+            r.images.extend(p.images.iter().cloned());
+            r.grids.extend_from_slice(&p.image_grid_thw);
+            r.packs.push(p.index);
+        }
+        r
+    }
+
+    /// Positions that predict a loss token, and their targets.
+    pub fn loss_positions(&self) -> (Vec<u32>, Vec<u32>) {
+        loss_positions(&self.ids, &self.loss_mask, &self.segments)
+    }
+
+    fn what(&self) -> String {
+        format!("packs {:?}", self.packs)
+    }
+}
+
+/// Summed negative log-likelihood over a row's loss tokens, and their number.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Nll {
+    pub sum: f64,
+    pub tokens: usize,
+}
+
+impl Nll {
+    pub fn mean(&self) -> f64 {
+        if self.tokens == 0 { 0.0 } else { self.sum / self.tokens as f64 }
+    }
+}
+
+/// A model with its trainable variables and optimizer.
+pub struct Trainer {
+    pub model: CausalLm,
+    pub cfg: TrainConfig,
+    /// Variables that train, by Hugging Face name.
+    pub trainable: BTreeMap<String, Var>,
+    /// The variable that is the output layer (the embedding when tied).
+    head_name: String,
+    pub opt: AdamW,
+    chunk: usize,
+}
+
+impl Trainer {
+    pub fn new(mut model: CausalLm, cfg: TrainConfig) -> Result<Self> {
+        cfg.check().map_err(Error::Spec)?;
+        if let Some(v) = model.vision.as_mut() {
+            v.freeze = crate::model::vision::Freeze { tower: cfg.freeze.vision_tower, merger: cfg.freeze.merger };
+        }
+        let frozen = |name: &str| {
+            let merger = name.starts_with("visual.merger.");
+            (cfg.freeze.merger && merger) || (cfg.freeze.vision_tower && name.starts_with("visual.") && !merger)
+        };
+        let trainable: BTreeMap<String, Var> = model.vars.iter().filter(|(n, _)| !frozen(n)).map(|(n, v)| (n.clone(), v.clone())).collect();
+        let head_id = model.text.lm_head().id();
+        let head_name = model
+            .vars
+            .iter()
+            .find(|(_, v)| v.as_tensor().id() == head_id)
+            .map(|(n, _)| n.clone())
+            .ok_or_else(|| Error::Run("train: the output layer is no model variable".into()))?;
+        let opt = AdamW::new(&trainable, cfg.adamw)?;
+        let chunk = chunk_rows(model.config.text.vocab_size, cfg.head_chunk_mib << 20);
+        Ok(Self { model, cfg, trainable, head_name, opt, chunk })
+    }
+
+    fn hidden(&self, row: &Row) -> Result<Tensor> {
+        let px = self.model.pixel_values_for(&row.images, &row.grids, &row.what())?;
+        let segs: Vec<usize> = row.segments.iter().map(|&s| s as usize).collect();
+        self.model.hidden_multimodal(&row.ids, px.as_ref(), &row.grids, &segs).map_err(|e| Error::Run(format!("{}: {e}", row.what())))
+    }
+
+    /// The row's loss without gradients.
+    pub fn nll(&self, row: &Row) -> Result<Nll> {
+        let (pos, tgt) = row.loss_positions();
+        if pos.is_empty() {
+            return Ok(Nll::default());
+        }
+        let h = self.hidden(row)?.detach();
+        let idx = Tensor::new(pos.as_slice(), h.device()).map_err(ce)?;
+        let (out, _) = head(&h.index_select(&idx, 0).map_err(ce)?, self.model.text.lm_head(), &tgt, None, self.chunk)?;
+        Ok(Nll { sum: -out.logp.iter().map(|&x| x as f64).sum::<f64>(), tokens: pos.len() })
+    }
+
+    /// Forward and backward of one row for the objective `scale * sum of its token NLLs`;
+    /// the f32 gradients are added into `acc`.
+    pub fn accumulate(&self, row: &Row, scale: f64, acc: &mut BTreeMap<String, Tensor>) -> Result<Nll> {
+        let (pos, tgt) = row.loss_positions();
+        if pos.is_empty() {
+            return Ok(Nll::default());
+        }
+        let h = self.hidden(row)?;
+        let idx = Tensor::new(pos.as_slice(), h.device()).map_err(ce)?;
+        let coef = vec![-scale as f32; pos.len()];
+        let (out, grads) = head(&h.index_select(&idx, 0).map_err(ce)?, self.model.text.lm_head(), &tgt, Some(&coef), self.chunk)?;
+        let grads = grads.expect("coefficients given");
+        let store = grads.surrogate.backward().map_err(ce)?;
+        let mut add = |name: &str, g: Tensor| -> Result<()> {
+            let g = g.to_dtype(DType::F32).map_err(ce)?;
+            let sum = match acc.remove(name) {
+                Some(prev) => (prev + g).map_err(ce)?,
+                None => g,
+            };
+            acc.insert(name.to_string(), sum);
+            Ok(())
+        };
+        for (name, var) in &self.trainable {
+            if let Some(g) = store.get(var.as_tensor()) {
+                add(name, g.clone())?;
+            }
+        }
+        if self.trainable.contains_key(&self.head_name) {
+            add(&self.head_name.clone(), grads.weight)?;
+        }
+        Ok(Nll { sum: -out.logp.iter().map(|&x| x as f64).sum::<f64>(), tokens: pos.len() })
+    }
+
+    /// Gradients of one optimizer step over `packs`: the mean NLL over all their loss tokens,
+    /// run `packs_per_forward` packs at a time. Returns the loss and the gradients.
+    pub fn gradients(&self, packs: &[Pack]) -> Result<(Nll, BTreeMap<String, Tensor>)> {
+        let rows: Vec<Row> = packs.chunks(self.cfg.packs_per_forward).map(Row::of).collect();
+        let total: usize = rows.iter().map(|r| r.loss_positions().0.len()).sum();
+        let mut acc = BTreeMap::new();
+        let mut nll = Nll::default();
+        if total == 0 {
+            return Ok((nll, acc));
+        }
+        for row in &rows {
+            let n = self.accumulate(row, 1.0 / total as f64, &mut acc)?;
+            nll.sum += n.sum;
+            nll.tokens += n.tokens;
+        }
+        Ok((nll, acc))
+    }
+
+    /// One optimizer step: gradients, clipping, AdamW at `lr`. Returns the loss and the
+    /// gradient norm before clipping.
+    pub fn step(&mut self, packs: &[Pack], lr: f64) -> Result<(Nll, f64)> {
+        let (nll, mut grads) = self.gradients(packs)?;
+        let norm = clip(&mut grads, self.cfg.max_grad_norm)?;
+        self.opt.step(&grads, lr)?;
+        Ok((nll, norm))
+    }
+}
+
+/// What `cotforge train sft` is told.
+#[derive(Debug, Clone)]
+pub struct SftArgs {
+    pub shards: PathBuf,
+    pub model: PathBuf,
+    /// Tokenizer directory the shards were packed with (default: the model directory).
+    pub tokenizer: Option<PathBuf>,
+    pub out: PathBuf,
+    pub config: TrainConfig,
+    pub resume: bool,
+    pub progress: bool,
+}
+
+/// Where a run stands (saved with each checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub format: String,
+    /// Optimizer steps done.
+    pub step: usize,
+    pub total_steps: usize,
+    /// The next step's epoch and its first position in that epoch's order.
+    pub epoch: usize,
+    pub position: usize,
+    pub seed: u64,
+    pub config: TrainConfig,
+    /// sha256 of the shard manifest the run reads.
+    pub shards_manifest_sha256: String,
+}
+
+pub const STATE_FORMAT: &str = "cotforge-train-state-v1";
+
+/// The end of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SftSummary {
+    pub steps: usize,
+    pub final_loss: f64,
+    pub eval_loss: Option<f64>,
+    pub checkpoint: PathBuf,
+    pub tokens: u64,
+    pub seconds: f64,
+}
+
+fn metrics_line(path: &Path, v: &serde_json::Value) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).ctx(|| format!("opening {}", path.display()))?;
+    writeln!(f, "{v}").ctx(|| format!("writing {}", path.display()))
+}
+
+/// Keep the metrics lines of steps up to `step` (a resumed run rewrites what follows).
+fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s as usize <= step))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    crate::pipeline::io::atomic_write(path, kept.as_bytes(), 0)
+}
+
+fn eval_loss(trainer: &Trainer, set: &ShardSet) -> Result<Nll> {
+    let mut total = Nll::default();
+    for g in 0..set.row_groups() {
+        for pack in set.read_group(g)? {
+            let n = trainer.nll(&Row::of([&pack]))?;
+            total.sum += n.sum;
+            total.tokens += n.tokens;
+        }
+    }
+    Ok(total)
+}
+
+/// Run SFT: `out/metrics.jsonl` (a line per step and per evaluation), `out/checkpoints/step-N`
+/// (the model in Hugging Face layout plus the optimizer and data position for `resume`).
+pub fn run(args: &SftArgs) -> Result<SftSummary> {
+    let cfg = &args.config;
+    let device = Device::Cpu;
+    let tok_dir = args.tokenizer.clone().unwrap_or_else(|| args.model.clone());
+    let shards = ShardSet::open(&args.shards, &tok_dir)?;
+    if shards.is_empty() {
+        return Err(Error::Input(format!("{}: no packs to train on", args.shards.display())));
+    }
+    let eval_set = match &cfg.eval {
+        Some(ev) => Some(ShardSet::open(&ev.shards, &tok_dir)?),
+        None => None,
+    };
+    let manifest_sha = crate::pack::encode::sha256_hex(&std::fs::read(args.shards.join("manifest.json")).ctx(|| "reading the shard manifest")?);
+    std::fs::create_dir_all(&args.out).ctx(|| format!("creating {}", args.out.display()))?;
+    let metrics = args.out.join("metrics.jsonl");
+    let ckpt_root = args.out.join("checkpoints");
+
+    let resumed = if args.resume { checkpoint::latest(&ckpt_root)? } else { None };
+    let (model_dir, state) = match &resumed {
+        Some(dir) => {
+            let st = checkpoint::read_state(dir)?;
+            if st.shards_manifest_sha256 != manifest_sha {
+                return Err(Error::Input(format!(
+                    "{}: the checkpoint was trained on other shards (manifest sha256 {}, now {manifest_sha})",
+                    dir.display(),
+                    st.shards_manifest_sha256
+                )));
+            }
+            if &st.config != cfg {
+                return Err(Error::Input(format!("{}: the checkpoint's train config differs from this one; resume with the same config", dir.display())));
+            }
+            (dir.clone(), Some(st))
+        }
+        None => {
+            if args.resume {
+                eprintln!("no checkpoint in {}: starting from {}", ckpt_root.display(), args.model.display());
+            }
+            if metrics.exists() {
+                std::fs::remove_file(&metrics).ctx(|| format!("removing {}", metrics.display()))?;
+            }
+            (args.model.clone(), None)
+        }
+    };
+    let model = CausalLm::load(&model_dir, cfg.candle_dtype(), &device)?;
+    let mut trainer = Trainer::new(model, cfg.clone())?;
+    let steps_per_epoch = shards.len().div_ceil(cfg.packs_per_step);
+    let total_steps = cfg.max_steps.unwrap_or(cfg.epochs * steps_per_epoch);
+    let warmup = (cfg.warmup_ratio * total_steps as f64).ceil() as usize;
+    let mut step = 0;
+    if let Some(st) = &state {
+        checkpoint::load_optimizer(&model_dir, &mut trainer.opt, st.step as u64)?;
+        step = st.step;
+        truncate_metrics(&metrics, step)?;
+    }
+    let bar = step_bar(args.progress, total_steps as u64, "train sft");
+    bar.set_position(step as u64);
+    let started = Instant::now();
+    let mut tokens_seen = 0u64;
+    let mut last_loss = f64::NAN;
+    let mut last_eval = None;
+    let max_len = shards.manifest.max_length as f64;
+    let mut checkpoint_dir = resumed.clone();
+    let mut loader: Option<(usize, crate::shards::Loader)> = None;
+    while step < total_steps {
+        let epoch = step / steps_per_epoch;
+        let position = (step % steps_per_epoch) * cfg.packs_per_step;
+        if loader.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            loader = Some((epoch, shards.loader(cfg.seed, epoch as u64, position, 2 * cfg.packs_per_step)));
+        }
+        let (_, it) = loader.as_mut().expect("loader set");
+        let mut packs = Vec::with_capacity(cfg.packs_per_step);
+        for item in it.by_ref().take(cfg.packs_per_step) {
+            packs.push(item?.1);
+        }
+        let t = Instant::now();
+        let lr = cfg.lr * lr_factor(cfg.schedule, step, warmup, total_steps);
+        let (nll, norm) = trainer.step(&packs, lr)?;
+        let secs = t.elapsed().as_secs_f64();
+        let tokens: usize = packs.iter().map(|p| p.input_ids.len()).sum();
+        tokens_seen += tokens as u64;
+        step += 1;
+        last_loss = nll.mean();
+        metrics_line(
+            &metrics,
+            &serde_json::json!({
+                "split": "train", "step": step, "epoch": epoch, "loss": nll.mean(), "lr": lr, "grad_norm": norm,
+                "packs": packs.len(), "tokens": tokens, "loss_tokens": nll.tokens,
+                "fill": tokens as f64 / (packs.len() as f64 * max_len), "tokens_per_s": tokens as f64 / secs,
+            }),
+        )?;
+        bar.set_message(format!("loss {:.4} lr {lr:.2e}", nll.mean()));
+        bar.inc(1);
+        let last = step == total_steps;
+        if let (Some(set), Some(ev)) = (&eval_set, &cfg.eval)
+            && (last || (ev.every > 0 && step % ev.every == 0))
+        {
+            let n = eval_loss(&trainer, set)?;
+            last_eval = Some(n.mean());
+            metrics_line(&metrics, &serde_json::json!({"split": "eval", "step": step, "loss": n.mean(), "loss_tokens": n.tokens}))?;
+        }
+        if last || (cfg.save_every > 0 && step % cfg.save_every == 0) {
+            let st = TrainState {
+                format: STATE_FORMAT.into(),
+                step,
+                total_steps,
+                epoch: step / steps_per_epoch,
+                position: (step % steps_per_epoch) * cfg.packs_per_step,
+                seed: cfg.seed,
+                config: cfg.clone(),
+                shards_manifest_sha256: manifest_sha.clone(),
+            };
+            checkpoint_dir = Some(checkpoint::save(&ckpt_root, &trainer, &st, &args.model, &tok_dir)?);
+        }
+    }
+    bar.finish_and_clear();
+    let checkpoint = checkpoint_dir.ok_or_else(|| Error::Run("train: no checkpoint written".into()))?;
+    Ok(SftSummary { steps: step, final_loss: last_loss, eval_loss: last_eval, checkpoint, tokens: tokens_seen, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// A progress bar over optimizer steps with ETA and a message (loss, lr); hidden when quiet.
+pub fn step_bar(progress: bool, total: u64, label: &str) -> indicatif::ProgressBar {
+    if !progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {elapsed} eta {eta} {msg}")
+        .expect("template")
+        .progress_chars("=> ");
+    let pb = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr()).with_style(style);
+    pb.set_prefix(label.to_string());
+    pb
+}
