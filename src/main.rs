@@ -58,6 +58,26 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Logits of a model on token ids (and images) written to a safetensors file: for checking
+    /// a model or checkpoint against another implementation.
+    Logits {
+        /// Model directory (config.json and safetensors).
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated token ids; each image's pad tokens must be there in full.
+        #[arg(long)]
+        ids: String,
+        /// Images in order (each is resized with the Qwen2-VL processor's smart_resize).
+        #[arg(long)]
+        image: Vec<PathBuf>,
+        #[arg(long, default_value_t = 56 * 56)]
+        min_pixels: u64,
+        #[arg(long, default_value_t = 28 * 28 * 1280)]
+        max_pixels: u64,
+        /// Output safetensors file with `logits` (L, vocab) in f32.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Train a model on packed shards (`cotforge train sft --help`).
     #[command(subcommand)]
     Train(TrainCommand),
@@ -153,6 +173,24 @@ enum Command {
         /// Run in bf16 instead of f32.
         #[arg(long)]
         bf16: bool,
+    },
+    /// Benchmark one SFT step (forward, backward, AdamW) on CPU with a random model: tokens/s
+    /// and peak RSS, on one packed row (a quarter prompt, three quarters loss per segment).
+    BenchSft {
+        /// qwen2-tiny (hidden 256, 4 layers, vocab 151,936) or qwen2-small (hidden 512, 8
+        /// layers), or any `init-model` config name.
+        #[arg(long, default_value = "qwen2-tiny")]
+        config: String,
+        #[arg(long, default_value_t = 2048)]
+        tokens: usize,
+        #[arg(long, default_value_t = 4)]
+        segments: usize,
+        /// Timed steps after one warm-up step.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// Output-layer chunk size (MiB of f32 logits), as `head_chunk_mib` in train.yaml.
+        #[arg(long, default_value_t = 256)]
+        head_chunk_mib: usize,
     },
     /// Benchmark best-fit-decreasing packing on log-normal long-CoT lengths (median 2k
     /// tokens, p95 7k).
@@ -336,6 +374,35 @@ fn dispatch(cmd: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Logits { model, ids, image, min_pixels, max_pixels, out } => {
+            let ids: Vec<u32> = ids
+                .split(',')
+                .map(|t| t.trim().parse().map_err(|_| cotforge::Error::Spec(format!("--ids: `{t}` is not a token id"))))
+                .collect::<Result<_>>()?;
+            let m = cotforge::model::CausalLm::load(&model, candle_core::DType::F32, &candle_core::Device::Cpu)?.detached();
+            let (mut rows, mut grids) = (Vec::new(), Vec::new());
+            if let Some(v) = &m.config.vision {
+                for p in &image {
+                    let img = image::open(p).map_err(|e| cotforge::Error::Input(format!("{}: {e}", p.display())))?.to_rgb8();
+                    let (w, h) = img.dimensions();
+                    let (px, g) = cotforge::model::preprocess::pixel_values(img.as_raw(), w as usize, h as usize, min_pixels, max_pixels, v.patch_size, v.spatial_merge_size, v.temporal_patch_size);
+                    rows.extend(px);
+                    grids.push(g);
+                }
+            }
+            let err = |e: candle_core::Error| cotforge::Error::Run(format!("logits: {e}"));
+            let px = if grids.is_empty() {
+                None
+            } else {
+                let n: usize = grids.iter().map(|g| (g[0] * g[1] * g[2]) as usize).sum();
+                Some(candle_core::Tensor::from_vec(rows.clone(), (n, rows.len() / n), &candle_core::Device::Cpu).map_err(err)?)
+            };
+            let logits = m.logits_multimodal(&ids, px.as_ref(), &grids, &[ids.len()])?.to_dtype(candle_core::DType::F32).map_err(err)?;
+            let map = std::collections::HashMap::from([("logits".to_string(), logits)]);
+            candle_core::safetensors::save(&map, &out).map_err(|e| cotforge::Error::Run(format!("writing {}: {e}", out.display())))?;
+            println!("{} tokens, {} images -> {}", ids.len(), grids.len(), out.display());
+            Ok(())
+        }
         Command::InitModel { config, tokenizer, out, seed } => {
             let value = if std::path::Path::new(&config).is_file() {
                 let text = std::fs::read_to_string(&config).map_err(|e| cotforge::Error::io(format!("reading {config}"), e))?;
@@ -365,6 +432,10 @@ fn dispatch(cmd: Command) -> Result<()> {
                 s.eval_loss.map(|l| format!(", eval loss {l:.4}")).unwrap_or_default()
             );
             println!("checkpoint: {}\nmetrics: {}", s.checkpoint.display(), out.join("metrics.jsonl").display());
+            Ok(())
+        }
+        Command::BenchSft { config, tokens, segments, steps, head_chunk_mib } => {
+            print!("{}", cotforge::train::bench::bench_sft(&config, tokens, segments, steps, head_chunk_mib)?);
             Ok(())
         }
         Command::BenchModel { config, tokens, new_tokens, bf16 } => {

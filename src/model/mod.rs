@@ -55,6 +55,12 @@ impl CausalLm {
         Ok(Self { config, text, vision, vars: w.vars })
     }
 
+    /// A copy that records no gradients (weights shared, so optimizer updates show): for
+    /// inference, where a graph would only hold memory.
+    pub fn detached(&self) -> Self {
+        Self { config: self.config.clone(), text: self.text.detached(), vision: self.vision.as_ref().map(|v| v.detached()), vars: self.vars.clone() }
+    }
+
     /// Logits (L, vocab) of one text row made of `segments` (lengths summing to its length).
     pub fn logits(&self, ids: &[u32], segments: &[usize]) -> Result<Tensor> {
         let x = self.text.embed(ids)?;
@@ -76,6 +82,11 @@ impl CausalLm {
         let x = self.embed_multimodal(ids, pixel_values, grids)?;
         let pos = mrope_positions(ids, grids, self.config.image_token_id, self.merge(), segments)?;
         self.text.hidden(&x, &pos, segments)
+    }
+
+    /// Per-token positions of a packed row (M-RoPE for vision-language models).
+    pub fn positions(&self, ids: &[u32], grids: &[[u32; 3]], segments: &[usize]) -> Result<Positions> {
+        mrope_positions(ids, grids, self.config.image_token_id, self.merge(), segments)
     }
 
     /// The processor's `pixel_values` for encoded images (PNG, JPEG, ...) resized to the grids
@@ -148,6 +159,10 @@ impl CausalLm {
     /// step per token, and finished ones leave the batch. Sequence k draws from its own random
     /// stream, so a result depends on the seed and its index, not on the batch around it.
     pub fn generate(&self, prompts: &[Prompt], opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
+        self.detached().generate_untracked(prompts, opts)
+    }
+
+    fn generate_untracked(&self, prompts: &[Prompt], opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
         let err = |e: candle_core::Error| Error::Run(format!("model: {e}"));
         let n = opts.samples.max(1);
         let total = prompts.len() * n;

@@ -17,6 +17,7 @@ fn ce(e: candle_core::Error) -> Error {
     Error::Run(format!("model: {e}"))
 }
 
+#[derive(Clone)]
 struct Layer {
     ln1: Tensor,
     ln2: Tensor,
@@ -32,6 +33,7 @@ struct Layer {
 }
 
 /// The decoder with its embedding and output head.
+#[derive(Clone)]
 pub struct TextModel {
     pub cfg: TextConfig,
     embed: Tensor,
@@ -41,6 +43,9 @@ pub struct TextModel {
     inv_freq: Vec<f64>,
     device: Device,
     dtype: DType,
+    /// Query rows per attention block (default: sized so one block's scores take about
+    /// 64 MiB); results do not depend on it beyond float rounding.
+    pub query_block_rows: Option<usize>,
 }
 
 /// Token positions: one row for 1-D RoPE models, three (temporal, height, width) for M-RoPE.
@@ -84,7 +89,7 @@ impl TextModel {
             w.get("lm_head.weight", (cfg.vocab_size, h))?
         };
         let inv_freq = (0..hd / 2).map(|j| 1.0 / cfg.rope_theta.powf(2.0 * j as f64 / hd as f64)).collect();
-        Ok(Self { cfg: cfg.clone(), embed, layers, norm, lm_head, inv_freq, device: w.device.clone(), dtype: w.dtype })
+        Ok(Self { cfg: cfg.clone(), embed, layers, norm, lm_head, inv_freq, device: w.device.clone(), dtype: w.dtype, query_block_rows: None })
     }
 
     /// The device the weights live on.
@@ -143,22 +148,206 @@ impl TextModel {
         linear(&h, &self.lm_head, None).map_err(ce)
     }
 
-    /// Final hidden states (L, hidden), after the last norm.
+    /// Final hidden states (L, hidden), after the last norm. Every op records gradients when
+    /// the weights are variables; [`Self::detached`] gives a copy that records none.
     pub fn hidden(&self, x: &Tensor, pos: &Positions, segments: &[usize]) -> Result<Tensor> {
+        let (cos, sin) = self.checked_tables(x, pos, segments)?;
+        let mut x = x.clone();
+        for layer in &self.layers {
+            let r = rms_norm(&x, &layer.ln1, self.cfg.rms_norm_eps).map_err(ce)?;
+            let (q, k, v) = self.project(layer, &r, &cos, &sin).map_err(ce)?;
+            let o = self.segments_attention(&q, &k, &v, segments).map_err(ce)?;
+            x = self.mlp_residual(layer, &(x + linear(&o, &layer.o, None).map_err(ce)?).map_err(ce)?).map_err(ce)?;
+        }
+        self.final_norm(&x)
+    }
+
+    /// The last RMSNorm.
+    pub fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        rms_norm(x, &self.norm, self.cfg.rms_norm_eps).map_err(ce)
+    }
+
+    /// Check a row's sizes; its rotary tables (L, 1, head_dim).
+    fn checked_tables(&self, x: &Tensor, pos: &Positions, segments: &[usize]) -> Result<(Tensor, Tensor)> {
         let l = x.dim(0).map_err(ce)?;
         if segments.iter().sum::<usize>() != l || pos.iter().any(|p| p.len() != l) {
             return Err(Error::Run(format!("model: {l} tokens, segments sum to {}, positions {}", segments.iter().sum::<usize>(), pos[0].len())));
         }
         let (cos, sin) = self.rope_tables(pos)?;
-        let (cos, sin) = (cos.unsqueeze(1).map_err(ce)?, sin.unsqueeze(1).map_err(ce)?); // (L, 1, hd)
-        let masks: Vec<Tensor> = segments.iter().map(|&n| causal_mask(n, 0, &self.device)).collect::<Result<_>>()?;
-        let mut x = x.clone();
-        for layer in &self.layers {
-            let r = rms_norm(&x, &layer.ln1, self.cfg.rms_norm_eps).map_err(ce)?;
-            let a = self.attention(layer, &r, &cos, &sin, segments, &masks).map_err(ce)?;
-            x = self.mlp_residual(layer, &(x + a).map_err(ce)?).map_err(ce)?;
+        Ok((cos.unsqueeze(1).map_err(ce)?, sin.unsqueeze(1).map_err(ce)?))
+    }
+
+    /// A copy whose weights record no gradients (they share storage with these, so optimizer
+    /// updates show): inference and the stored forward pass of training.
+    pub fn detached(&self) -> Self {
+        let d = |t: &Tensor| t.detach();
+        let od = |t: &Option<Tensor>| t.as_ref().map(d);
+        let pair = |p: &(Tensor, Option<Tensor>)| (d(&p.0), od(&p.1));
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| Layer {
+                ln1: d(&l.ln1),
+                ln2: d(&l.ln2),
+                q: pair(&l.q),
+                k: pair(&l.k),
+                v: pair(&l.v),
+                o: d(&l.o),
+                q_norm: od(&l.q_norm),
+                k_norm: od(&l.k_norm),
+                gate: d(&l.gate),
+                up: d(&l.up),
+                down: d(&l.down),
+            })
+            .collect();
+        Self { layers, embed: d(&self.embed), norm: d(&self.norm), lm_head: d(&self.lm_head), ..self.clone() }
+    }
+
+    /// Estimated bytes of the autograd graph of [`Self::hidden`] over a row of these segments
+    /// (activations kept for the backward pass, attention scores included).
+    pub fn graph_bytes(&self, segments: &[usize]) -> usize {
+        let c = &self.cfg;
+        let n: usize = segments.iter().sum();
+        let width = c.num_attention_heads * c.head_dim;
+        let per_token = 8 * c.hidden_size + 5 * c.intermediate_size + 4 * width;
+        let scores: usize = segments.iter().map(|&s| 5 * c.num_attention_heads * s * s).sum();
+        let elem = if self.dtype == DType::F32 { 4 } else { 2 };
+        c.num_hidden_layers * (n * per_token + scores) * elem
+    }
+
+    /// Rows of one query block: the scores (heads x block x keys, f32) stay near 64 MiB.
+    fn query_block(&self, keys: usize) -> usize {
+        const BUDGET: usize = 64 << 20;
+        if let Some(rows) = self.query_block_rows {
+            return rows.max(1);
         }
-        rms_norm(&x, &self.norm, self.cfg.rms_norm_eps).map_err(ce)
+        (BUDGET / (self.cfg.num_attention_heads * keys.max(1) * 4)).max(64)
+    }
+
+    /// Causal attention within each segment, in query blocks (so the scores of a long segment
+    /// never exist at once when no gradient is recorded); q (L, heads, hd), k and v (L, kv
+    /// heads, hd); returns (L, heads * hd).
+    fn segments_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, segments: &[usize]) -> candle_core::Result<Tensor> {
+        let mut outs = Vec::new();
+        let mut start = 0;
+        for &n in segments {
+            let block = self.query_block(n);
+            let mut b0 = 0;
+            while b0 < n {
+                let b1 = (b0 + block).min(n);
+                let mask = causal_mask(b1 - b0, b0, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                outs.push(self.attend_one(&q.narrow(0, start + b0, b1 - b0)?, &k.narrow(0, start, b1)?, &v.narrow(0, start, b1)?, &mask)?);
+                b0 = b1;
+            }
+            start += n;
+        }
+        if outs.len() == 1 { Ok(outs.pop().expect("one block")) } else { Tensor::cat(&outs, 0) }
+    }
+
+    /// The forward pass of training, recording no graph: the final hidden states before the
+    /// last norm, and per layer its input and attention output (what [`Self::backward_stored`]
+    /// needs to recompute the layer; 2 x L x hidden values per layer instead of the whole
+    /// graph, and no attention scores).
+    pub fn forward_stored(&self, x: &Tensor, pos: &Positions, segments: &[usize]) -> Result<(Tensor, Vec<Stored>)> {
+        let (cos, sin) = self.checked_tables(x, pos, segments)?;
+        let m = self.detached();
+        let mut x = x.detach();
+        let mut stored = Vec::with_capacity(m.layers.len());
+        for layer in &m.layers {
+            let step = (|| -> candle_core::Result<(Tensor, Tensor)> {
+                let r = rms_norm(&x, &layer.ln1, m.cfg.rms_norm_eps)?;
+                let (q, k, v) = m.project(layer, &r, &cos, &sin)?;
+                let o = m.segments_attention(&q, &k, &v, segments)?;
+                let out = m.mlp_residual(layer, &(&x + linear(&o, &layer.o, None)?)?)?;
+                Ok((o, out))
+            })();
+            let (o, out) = step.map_err(ce)?;
+            stored.push(Stored { input: x, attn: o });
+            x = out;
+        }
+        Ok((x, stored))
+    }
+
+    /// The backward pass matching [`Self::forward_stored`]: from the gradient of the final
+    /// hidden states (before the last norm), layer by layer from the top, each layer is
+    /// recomputed with its graph and differentiated (attention in query blocks, recomputing
+    /// the scores); `sink` receives each partial gradient store (the weights' gradients are
+    /// the sums over all stores). Returns the gradient of the input embeddings.
+    pub fn backward_stored(
+        &self,
+        stored: &[Stored],
+        pos: &Positions,
+        segments: &[usize],
+        grad: &Tensor,
+        sink: &mut dyn FnMut(&candle_core::backprop::GradStore) -> Result<()>,
+    ) -> Result<Tensor> {
+        let first = stored.first().ok_or_else(|| Error::Run("model: nothing stored".into()))?;
+        let (cos, sin) = self.checked_tables(&first.input, pos, segments)?;
+        let mut g = grad.clone();
+        for (layer, st) in self.layers.iter().zip(stored).rev() {
+            let step = (|| -> candle_core::Result<Tensor> {
+                let u = candle_core::Var::from_tensor(&st.input)?;
+                let o = candle_core::Var::from_tensor(&st.attn)?;
+                // attention output -> residual -> MLP
+                let out = self.mlp_residual(layer, &(u.as_tensor() + linear(o.as_tensor(), &layer.o, None)?)?)?;
+                let gs = (out * &g)?.sum_all()?.backward()?;
+                sink(&gs).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                let g_o = gs.get(o.as_tensor()).cloned().unwrap_or(o.as_tensor().zeros_like()?);
+                let g_u = gs.get(u.as_tensor()).cloned().unwrap_or(u.as_tensor().zeros_like()?);
+                // input -> norm -> q, k, v
+                let r = rms_norm(u.as_tensor(), &layer.ln1, self.cfg.rms_norm_eps)?;
+                let (q, k, v) = self.project(layer, &r, &cos, &sin)?;
+                let (dq, dk, dv) = self.attention_backward(&q, &k, &v, &g_o, segments)?;
+                let s = ((q * dq)?.sum_all()? + (k * dk)?.sum_all()?)?;
+                let gs = (s + (v * dv)?.sum_all()?)?.backward()?;
+                sink(&gs).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                match gs.get(u.as_tensor()) {
+                    Some(more) => g_u + more,
+                    None => Ok(g_u),
+                }
+            })();
+            g = step.map_err(ce)?;
+        }
+        Ok(g)
+    }
+
+    /// Gradients of q, k, v (post-rope) from the gradient of the attention output, per
+    /// segment and query block, recomputing the scores of one block at a time.
+    fn attention_backward(&self, q: &Tensor, k: &Tensor, v: &Tensor, g_o: &Tensor, segments: &[usize]) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (mut dqs, mut dks, mut dvs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut start = 0;
+        for &n in segments {
+            let qs = candle_core::Var::from_tensor(&q.narrow(0, start, n)?.detach())?;
+            let ks = candle_core::Var::from_tensor(&k.narrow(0, start, n)?.detach())?;
+            let vs = candle_core::Var::from_tensor(&v.narrow(0, start, n)?.detach())?;
+            let (mut dq, mut dk, mut dv): (Option<Tensor>, Option<Tensor>, Option<Tensor>) = (None, None, None);
+            let block = self.query_block(n);
+            let mut b0 = 0;
+            while b0 < n {
+                let b1 = (b0 + block).min(n);
+                let mask = causal_mask(b1 - b0, b0, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                let o = self.attend_one(&qs.narrow(0, b0, b1 - b0)?, &ks.narrow(0, 0, b1)?, &vs.narrow(0, 0, b1)?, &mask)?;
+                let gs = (o * g_o.narrow(0, start + b0, b1 - b0)?)?.sum_all()?.backward()?;
+                let add = |acc: &mut Option<Tensor>, var: &candle_core::Var| -> candle_core::Result<()> {
+                    if let Some(g) = gs.get(var.as_tensor()) {
+                        *acc = Some(match acc.take() {
+                            Some(a) => (a + g)?,
+                            None => g.clone(),
+                        });
+                    }
+                    Ok(())
+                };
+                add(&mut dq, &qs)?;
+                add(&mut dk, &ks)?;
+                add(&mut dv, &vs)?;
+                b0 = b1;
+            }
+            dqs.push(dq.map_or_else(|| qs.as_tensor().zeros_like(), Ok)?);
+            dks.push(dk.map_or_else(|| ks.as_tensor().zeros_like(), Ok)?);
+            dvs.push(dv.map_or_else(|| vs.as_tensor().zeros_like(), Ok)?);
+            start += n;
+        }
+        Ok((Tensor::cat(&dqs, 0)?, Tensor::cat(&dks, 0)?, Tensor::cat(&dvs, 0)?))
     }
 
     /// x + SwiGLU MLP of the post-attention-normed x.
@@ -185,47 +374,28 @@ impl TextModel {
     }
 
     /// Attention of queries q (B, n, heads, hd) over keys and values (B, t, kv heads, hd) with
-    /// an additive f32 mask broadcastable to (B, heads, n, t); returns (B, n, heads * hd).
+    /// an additive f32 mask broadcastable to (B, kv heads, group, n, t); returns
+    /// (B, n, heads * hd). The query heads sharing a kv head are stacked as rows, so keys and
+    /// values are never repeated per head.
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let (b, n, t) = (q.dim(0)?, q.dim(1)?, k.dim(1)?);
         let group = nh / nkv;
-        let qs = q.transpose(1, 2)?.contiguous()?; // (B, nh, n, hd)
-        let expand = |x: &Tensor| -> candle_core::Result<Tensor> {
-            x.transpose(1, 2)?.unsqueeze(2)?.broadcast_as((b, nkv, group, t, hd))?.reshape((b, nh, t, hd))
-        };
-        let (ks, vs) = (expand(k)?, expand(v)?);
+        let qs = q.transpose(1, 2)?.contiguous()?.reshape((b, nkv, group * n, hd))?;
+        let ks = k.transpose(1, 2)?.contiguous()?; // (B, nkv, t, hd)
+        let vs = v.transpose(1, 2)?.contiguous()?;
         let acc = accumulate_dtype(vs.dtype());
-        let scores = (qs.matmul(&ks.t()?.contiguous()?)? * (1.0 / (hd as f64).sqrt()))?.to_dtype(acc)?.broadcast_add(&mask.to_dtype(acc)?)?;
-        let p = softmax_last_dim(&scores)?.to_dtype(vs.dtype())?;
-        p.matmul(&vs.contiguous()?)?.transpose(1, 2)?.reshape((b, n, nh * hd))
+        let scores = (qs.matmul(&ks.t()?)? * (1.0 / (hd as f64).sqrt()))?.to_dtype(acc)?.reshape((b, nkv, group, n, t))?;
+        let scores = scores.broadcast_add(&mask.to_dtype(acc)?)?;
+        let p = softmax_last_dim(&scores)?.to_dtype(vs.dtype())?.reshape((b, nkv, group * n, t))?;
+        p.matmul(&vs)?.reshape((b, nh, n, hd))?.transpose(1, 2)?.reshape((b, n, nh * hd))
     }
 
     /// [`Self::attend`] for one sequence: q (n, heads, hd), k and v (t, kv heads, hd), mask
     /// (n, t); returns (n, heads * hd).
     fn attend_one(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         self.attend(&q.unsqueeze(0)?, &k.unsqueeze(0)?, &v.unsqueeze(0)?, mask)?.squeeze(0)
-    }
-
-    fn attention(
-        &self,
-        layer: &Layer,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        segments: &[usize],
-        masks: &[Tensor],
-    ) -> candle_core::Result<Tensor> {
-        let (q, k, v) = self.project(layer, x, cos, sin)?;
-        let mut outs = Vec::with_capacity(segments.len());
-        let mut start = 0;
-        for (&n, mask) in segments.iter().zip(masks) {
-            outs.push(self.attend_one(&q.narrow(0, start, n)?, &k.narrow(0, start, n)?, &v.narrow(0, start, n)?, mask)?);
-            start += n;
-        }
-        let o = if outs.len() == 1 { outs.pop().expect("one segment") } else { Tensor::cat(&outs, 0)? };
-        linear(&o, &layer.o, None)
     }
 
     /// Decoding with a cache: the logits (vocab) of the last of the new tokens `x` (n, hidden)
@@ -276,7 +446,7 @@ impl TextModel {
             let zero = Tensor::zeros((b, 1), DType::F32, &self.device)?;
             cache.mask = Tensor::cat(&[&cache.mask, &zero], 1)?;
             let t = cache.mask.dim(1)?;
-            let mask = cache.mask.reshape((b, 1, 1, t))?;
+            let mask = cache.mask.reshape((b, 1, 1, 1, t))?;
             let mut x = x.clone();
             for (layer, (ck, cv)) in self.layers.iter().zip(cache.layers.iter_mut()) {
                 let r = rms_norm(&x, &layer.ln1, self.cfg.rms_norm_eps)?;
@@ -346,6 +516,14 @@ impl BatchCache {
     }
 }
 
+
+/// What the training forward pass keeps of one layer (see [`TextModel::forward_stored`]).
+pub struct Stored {
+    /// The layer's input (L, hidden).
+    pub input: Tensor,
+    /// Its attention output before the output projection (L, heads * hd).
+    pub attn: Tensor,
+}
 
 /// Keys and values of the tokens seen so far, per layer.
 #[derive(Default, Clone)]

@@ -15,11 +15,13 @@ fn ce(e: candle_core::Error) -> Error {
     Error::Run(format!("vision: {e}"))
 }
 
+#[derive(Clone)]
 enum Mlp {
     Gelu { fc1: (Tensor, Tensor), fc2: (Tensor, Tensor) },
     Swiglu { gate: (Tensor, Tensor), up: (Tensor, Tensor), down: (Tensor, Tensor) },
 }
 
+#[derive(Clone)]
 struct Block {
     norm1: (Tensor, Option<Tensor>),
     norm2: (Tensor, Option<Tensor>),
@@ -39,6 +41,7 @@ pub struct Freeze {
 }
 
 /// The vision encoder with its merger.
+#[derive(Clone)]
 pub struct VisionModel {
     pub cfg: VisionConfig,
     /// Parts that train no more (set by a trainer).
@@ -54,6 +57,28 @@ pub struct VisionModel {
 }
 
 impl VisionModel {
+    /// A copy whose weights record no gradients (sharing storage with these).
+    pub fn detached(&self) -> Self {
+        let d = |t: &Tensor| t.detach();
+        let pair = |p: &(Tensor, Tensor)| (d(&p.0), d(&p.1));
+        let norm = |p: &(Tensor, Option<Tensor>)| (d(&p.0), p.1.as_ref().map(d));
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| Block {
+                norm1: norm(&b.norm1),
+                norm2: norm(&b.norm2),
+                qkv: pair(&b.qkv),
+                proj: pair(&b.proj),
+                mlp: match &b.mlp {
+                    Mlp::Gelu { fc1, fc2 } => Mlp::Gelu { fc1: pair(fc1), fc2: pair(fc2) },
+                    Mlp::Swiglu { gate, up, down } => Mlp::Swiglu { gate: pair(gate), up: pair(up), down: pair(down) },
+                },
+            })
+            .collect();
+        Self { patch: d(&self.patch), blocks, ln_q: norm(&self.ln_q), mlp0: pair(&self.mlp0), mlp2: pair(&self.mlp2), ..self.clone() }
+    }
+
     /// Take the weights under `prefix` (`visual`).
     pub fn load(cfg: &VisionConfig, w: &mut Weights, prefix: &str) -> Result<Self> {
         let e = cfg.embed_dim;

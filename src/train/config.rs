@@ -39,10 +39,23 @@ pub struct TrainConfig {
     pub save_every: usize,
     /// Checkpoints kept (the oldest go first).
     pub keep_last: usize,
+    /// Recompute decoder layers in the backward pass (`always`) instead of keeping the whole
+    /// graph (`never`); `auto` keeps it when its estimated size fits `graph_budget_mib`.
+    pub recompute: Recompute,
+    pub graph_budget_mib: usize,
     /// Positions of the output layer per chunk are sized so one chunk of f32 logits takes
     /// about this many MiB.
     pub head_chunk_mib: usize,
     pub eval: Option<EvalConfig>,
+}
+
+/// Activation recomputation policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Recompute {
+    Auto,
+    Always,
+    Never,
 }
 
 /// Parts of the model that do not train.
@@ -83,7 +96,9 @@ impl Default for TrainConfig {
             freeze: FreezeConfig::default(),
             save_every: 0,
             keep_last: 2,
-            head_chunk_mib: 64,
+            recompute: Recompute::Auto,
+            graph_budget_mib: 1024,
+            head_chunk_mib: 256,
             eval: None,
         }
     }

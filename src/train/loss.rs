@@ -22,7 +22,7 @@ fn ce(e: candle_core::Error) -> Error {
 pub struct HeadOutput {
     /// log p(target) at each position.
     pub logp: Vec<f32>,
-    /// Entropy of the predicted distribution at each position.
+    /// Entropy of the predicted distribution at each position (when asked for).
     pub entropy: Vec<f32>,
 }
 
@@ -41,8 +41,8 @@ pub fn chunk_rows(vocab: usize, budget_bytes: usize) -> usize {
 
 /// The head over hidden states `h` (N, hidden) of the loss positions (a graph tensor when
 /// `coef` is given) against `targets` (N), with head weight `w` (vocab, hidden). Returns the
-/// per-position log-probabilities and entropies, and with `coef` the gradients.
-pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<&[f32]>, chunk: usize) -> Result<(HeadOutput, Option<HeadGrads>)> {
+/// per-position log-probabilities (and entropies when asked), and with `coef` the gradients.
+pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<&[f32]>, entropy: bool, chunk: usize) -> Result<(HeadOutput, Option<HeadGrads>)> {
     let n = h.dim(0).map_err(ce)?;
     if targets.len() != n || coef.is_some_and(|c| c.len() != n) {
         return Err(Error::Run(format!("loss: {n} positions, {} targets", targets.len())));
@@ -56,6 +56,7 @@ pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<&[f32]>, chunk
         Some(_) => Some(wd.zeros_like().map_err(ce)?),
         None => None,
     };
+    let mut scaled_rows = Vec::new();
     let mut start = 0;
     while start < n {
         let len = chunk.max(1).min(n - start);
@@ -63,30 +64,41 @@ pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<&[f32]>, chunk
             let hc = hd.narrow(0, start, len)?;
             let t = Tensor::new(&targets[start..start + len], device)?;
             let logits = hc.matmul(&wd.t()?)?; // (len, vocab)
-            let max = logits.max_keepdim(D::Minus1)?;
-            let shifted = logits.broadcast_sub(&max)?;
+            let shifted = logits.broadcast_sub(&logits.max_keepdim(D::Minus1)?)?;
+            drop(logits);
             let e = shifted.exp()?;
-            let z = e.sum_keepdim(D::Minus1)?;
-            let p = e.broadcast_div(&z)?;
+            let z = e.sum_keepdim(D::Minus1)?; // (len, 1)
             let lse = z.log()?; // of the shifted logits
             let picked = shifted.gather(&t.unsqueeze(1)?, 1)?;
             out.logp.extend((picked - &lse)?.squeeze(1)?.to_vec1::<f32>()?);
-            // entropy = lse - sum p * shifted
-            let ent = (lse.squeeze(1)? - (&p * &shifted)?.sum(D::Minus1)?)?;
-            out.entropy.extend(ent.to_vec1::<f32>()?);
+            if entropy {
+                // entropy = lse - sum(p * shifted) = lse - sum(e * shifted) / z
+                let ent = (&lse - ((&e * &shifted)?.sum_keepdim(D::Minus1)? / &z)?)?.squeeze(1)?;
+                out.entropy.extend(ent.to_vec1::<f32>()?);
+            }
+            drop(shifted);
             if let (Some(coef), Some(dw)) = (coef, dw.as_mut()) {
                 let c = Tensor::new(&coef[start..start + len], device)?.unsqueeze(1)?; // (len, 1)
-                // dlogits = c * onehot - c * p
-                let g = p.broadcast_mul(&c.neg()?)?;
-                let ch = hc.broadcast_mul(&c)?;
+                // dlogits = c * onehot - c * p, with -c * p = e * (-c / z)
+                let g = e.broadcast_mul(&(c.neg()? / &z)?)?;
+                drop(e);
                 let dh = (g.matmul(&wd)? + wd.index_select(&t, 0)?.broadcast_mul(&c)?)?;
-                *dw = (&*dw + g.t()?.matmul(&hc)?)?.index_add(&t, &ch, 0)?;
+                *dw = (&*dw + g.t()?.matmul(&hc)?)?;
+                scaled_rows.push(hc.broadcast_mul(&c)?);
                 dh_parts.push(dh);
             }
             Ok(())
         })();
         step.map_err(ce)?;
         start += len;
+    }
+    // the one-hot part of the head's gradient, once: dW[t_i] += c_i * h_i
+    if let Some(dw) = dw.as_mut()
+        && !scaled_rows.is_empty()
+    {
+        let rows = Tensor::cat(&scaled_rows, 0).map_err(ce)?;
+        let t = Tensor::new(targets, device).map_err(ce)?;
+        *dw = dw.index_add(&t, &rows, 0).map_err(ce)?;
     }
     let grads = match dw {
         Some(weight) => {

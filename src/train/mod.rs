@@ -2,6 +2,7 @@
 //! cross-entropy computed in chunks at loss positions only ([`loss`]), AdamW with f32 state
 //! ([`optim`]), and Hugging Face-compatible checkpoints ([`checkpoint`]).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod loss;

@@ -105,10 +105,12 @@ impl Trainer {
         Ok(Self { model, cfg, trainable, head_name, opt, chunk })
     }
 
-    fn hidden(&self, row: &Row) -> Result<Tensor> {
-        let px = self.model.pixel_values_for(&row.images, &row.grids, &row.what())?;
+    fn inputs(&self, row: &Row, model: &CausalLm) -> Result<(Tensor, crate::model::Positions, Vec<usize>)> {
+        let px = model.pixel_values_for(&row.images, &row.grids, &row.what())?;
         let segs: Vec<usize> = row.segments.iter().map(|&s| s as usize).collect();
-        self.model.hidden_multimodal(&row.ids, px.as_ref(), &row.grids, &segs).map_err(|e| Error::Run(format!("{}: {e}", row.what())))
+        let x = model.embed_multimodal(&row.ids, px.as_ref(), &row.grids).map_err(|e| Error::Run(format!("{}: {e}", row.what())))?;
+        let pos = model.positions(&row.ids, &row.grids, &segs).map_err(|e| Error::Run(format!("{}: {e}", row.what())))?;
+        Ok((x, pos, segs))
     }
 
     /// The row's loss without gradients.
@@ -117,43 +119,81 @@ impl Trainer {
         if pos.is_empty() {
             return Ok(Nll::default());
         }
-        let h = self.hidden(row)?.detach();
+        let m = self.model.detached();
+        let (x, positions, segs) = self.inputs(row, &m)?;
+        let (h, _) = m.text.forward_stored(&x, &positions, &segs)?;
+        let h = m.text.final_norm(&h)?;
         let idx = Tensor::new(pos.as_slice(), h.device()).map_err(ce)?;
-        let (out, _) = head(&h.index_select(&idx, 0).map_err(ce)?, self.model.text.lm_head(), &tgt, None, self.chunk)?;
+        let (out, _) = head(&h.index_select(&idx, 0).map_err(ce)?, m.text.lm_head(), &tgt, None, false, self.chunk)?;
         Ok(Nll { sum: -out.logp.iter().map(|&x| x as f64).sum::<f64>(), tokens: pos.len() })
     }
 
     /// Forward and backward of one row for the objective `scale * sum of its token NLLs`;
-    /// the f32 gradients are added into `acc`.
+    /// the f32 gradients are added into `acc`. The output layer runs as [`head`]. The decoder
+    /// either keeps its whole graph (when [`Self::keeps_graph`]) or runs as
+    /// [`crate::model::TextModel::forward_stored`] / `backward_stored`: each layer recomputed
+    /// in the backward pass, attention in query blocks.
     pub fn accumulate(&self, row: &Row, scale: f64, acc: &mut BTreeMap<String, Tensor>) -> Result<Nll> {
         let (pos, tgt) = row.loss_positions();
         if pos.is_empty() {
             return Ok(Nll::default());
         }
-        let h = self.hidden(row)?;
-        let idx = Tensor::new(pos.as_slice(), h.device()).map_err(ce)?;
+        let text = &self.model.text;
+        let (x, positions, segs) = self.inputs(row, &self.model)?;
+        let idx = Tensor::new(pos.as_slice(), x.device()).map_err(ce)?;
         let coef = vec![-scale as f32; pos.len()];
-        let (out, grads) = head(&h.index_select(&idx, 0).map_err(ce)?, self.model.text.lm_head(), &tgt, Some(&coef), self.chunk)?;
+        let nll = |out: &super::loss::HeadOutput| Nll { sum: -out.logp.iter().map(|&x| x as f64).sum::<f64>(), tokens: pos.len() };
+        if self.keeps_graph(&segs) {
+            let hn = text.hidden(&x, &positions, &segs)?;
+            let (out, grads) = head(&hn.index_select(&idx, 0).map_err(ce)?, text.lm_head(), &tgt, Some(&coef), false, self.chunk)?;
+            let grads = grads.expect("coefficients given");
+            let store = grads.surrogate.backward().map_err(ce)?;
+            self.absorb(&store, acc)?;
+            if self.trainable.contains_key(&self.head_name) {
+                add_grad(acc, &self.head_name, grads.weight)?;
+            }
+            return Ok(nll(&out));
+        }
+        let (h, stored) = text.forward_stored(&x, &positions, &segs)?;
+        // final norm and output layer
+        let hv = Var::from_tensor(&h).map_err(ce)?;
+        let hn = text.final_norm(hv.as_tensor())?;
+        let (out, grads) = head(&hn.index_select(&idx, 0).map_err(ce)?, text.lm_head(), &tgt, Some(&coef), false, self.chunk)?;
         let grads = grads.expect("coefficients given");
         let store = grads.surrogate.backward().map_err(ce)?;
-        let mut add = |name: &str, g: Tensor| -> Result<()> {
-            let g = g.to_dtype(DType::F32).map_err(ce)?;
-            let sum = match acc.remove(name) {
-                Some(prev) => (prev + g).map_err(ce)?,
-                None => g,
-            };
-            acc.insert(name.to_string(), sum);
-            Ok(())
-        };
+        self.absorb(&store, acc)?;
+        let g = store.get(hv.as_tensor()).cloned().ok_or_else(|| Error::Run("train: no gradient reached the hidden states".into()))?;
+        if self.trainable.contains_key(&self.head_name) {
+            add_grad(acc, &self.head_name, grads.weight)?;
+        }
+        // the decoder, layer by layer from the top
+        let g0 = text.backward_stored(&stored, &positions, &segs, &g, &mut |gs| self.absorb(gs, acc))?;
+        // the input embeddings (and the vision tower)
+        let store = (x * g0).and_then(|t| t.sum_all()).and_then(|t| t.backward()).map_err(ce)?;
+        self.absorb(&store, acc)?;
+        Ok(nll(&out))
+    }
+
+    /// Whether a row of these segments runs with the decoder's whole graph kept (no
+    /// recomputation): `recompute: never`, or `auto` when the graph's estimated size is
+    /// within `graph_budget_mib`.
+    pub fn keeps_graph(&self, segments: &[usize]) -> bool {
+        use super::config::Recompute;
+        match self.cfg.recompute {
+            Recompute::Always => false,
+            Recompute::Never => true,
+            Recompute::Auto => self.model.text.graph_bytes(segments) <= self.cfg.graph_budget_mib << 20,
+        }
+    }
+
+    /// Add the trainable variables' gradients of a store into `acc` (f32).
+    fn absorb(&self, store: &candle_core::backprop::GradStore, acc: &mut BTreeMap<String, Tensor>) -> Result<()> {
         for (name, var) in &self.trainable {
             if let Some(g) = store.get(var.as_tensor()) {
-                add(name, g.clone())?;
+                add_grad(acc, name, g.clone())?;
             }
         }
-        if self.trainable.contains_key(&self.head_name) {
-            add(&self.head_name.clone(), grads.weight)?;
-        }
-        Ok(Nll { sum: -out.logp.iter().map(|&x| x as f64).sum::<f64>(), tokens: pos.len() })
+        Ok(())
     }
 
     /// Gradients of one optimizer step over `packs`: the mean NLL over all their loss tokens,
@@ -182,6 +222,16 @@ impl Trainer {
         self.opt.step(&grads, lr)?;
         Ok((nll, norm))
     }
+}
+
+fn add_grad(acc: &mut BTreeMap<String, Tensor>, name: &str, g: Tensor) -> Result<()> {
+    let g = g.to_dtype(DType::F32).map_err(ce)?;
+    let sum = match acc.remove(name) {
+        Some(prev) => (prev + g).map_err(ce)?,
+        None => g,
+    };
+    acc.insert(name.to_string(), sum);
+    Ok(())
 }
 
 /// What `cotforge train sft` is told.

@@ -337,3 +337,21 @@ fn sharded_and_bf16_checkpoints_load_under_their_hf_names() {
     let e = CausalLm::load(&f32_dir, DType::F32, &Device::Cpu).err().expect("missing shard").to_string();
     assert!(e.contains("model-00002-of-00002.safetensors"), "{e}");
 }
+
+#[test]
+fn attention_in_query_blocks_gives_the_same_logits() {
+    for name in ["qwen2", "qwen2_5_vl"] {
+        let r = reference(name);
+        let mut m = CausalLm::load(&model_dir(name), DType::F32, &Device::Cpu).unwrap();
+        let ids = ids_of(&r["input_ids"]);
+        let grids = r.get("image_grid_thw").map(grids_of).unwrap_or_default();
+        let px = r.get("pixel_values");
+        let whole = m.logits_multimodal(&ids, px, &grids, &[ids.len()]).unwrap();
+        for rows in [1, 3, 7] {
+            m.text.query_block_rows = Some(rows);
+            let blocked = m.logits_multimodal(&ids, px, &grids, &[ids.len()]).unwrap();
+            let d = max_abs_diff(&blocked, &whole);
+            assert!(d < 1e-5, "{name}: blocks of {rows}: {d}");
+        }
+    }
+}

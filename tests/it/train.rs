@@ -66,12 +66,20 @@ fn trainer(name: &str, cfg: TrainConfig) -> Trainer {
     Trainer::new(CausalLm::load(&model_dir(name), DType::F32, &Device::Cpu).unwrap(), cfg).unwrap()
 }
 
+/// The same, with attention in query blocks of 4 rows (the fixtures' segments span 1-5 blocks).
+fn blocked_trainer(name: &str, cfg: TrainConfig) -> Trainer {
+    let mut m = CausalLm::load(&model_dir(name), DType::F32, &Device::Cpu).unwrap();
+    m.text.query_block_rows = Some(4);
+    Trainer::new(m, cfg).unwrap()
+}
+
 #[test]
 fn one_sft_step_matches_pytorch_loss_gradients_and_adamw() {
-    for name in ["qwen2", "qwen2_5_vl"] {
+    for (name, blocked) in [("qwen2", false), ("qwen2_5_vl", false), ("qwen2", true), ("qwen2_5_vl", true)] {
         let r = candle_core::safetensors::load(model_dir(name).join("sft_reference.safetensors"), &Device::Cpu).unwrap();
         let packs = reference_packs(&r);
-        let mut t = trainer(name, parity_config(packs.len(), 1));
+        let make = if blocked { blocked_trainer } else { trainer };
+        let mut t = make(name, parity_config(packs.len(), 1));
         let (nll, grads) = t.gradients(&packs).unwrap();
         let want_loss = r["loss"].to_vec1::<f32>().unwrap()[0] as f64;
         assert!((nll.mean() - want_loss).abs() < 1e-5, "{name}: loss {} vs torch {want_loss}", nll.mean());
@@ -110,7 +118,7 @@ fn one_sft_step_matches_pytorch_loss_gradients_and_adamw() {
             let d = max_abs_diff(fresh.model.vars[&k["after.".len()..]].as_tensor(), want);
             assert!(d < 1e-6, "{name}: {k} from PyTorch's gradients: max abs difference {d}");
         }
-        eprintln!("{name}: loss {} (torch {want_loss}), parameters after the step within {worst}", nll.mean());
+        eprintln!("{name} (query blocks of 4: {blocked}): loss {} (torch {want_loss}), parameters after the step within {worst}", nll.mean());
     }
 }
 
@@ -219,4 +227,188 @@ fn frozen_vision_parts_get_no_gradient_and_the_rest_trains() {
             }
         }
     }
+}
+
+/// A small text-only SFT corpus ("What is a + b?" with a short think block) through
+/// tokenize > pack, with the repository's Qwen2.5 tokenizer; returns the shard directory.
+fn text_shards(dir: &std::path::Path, rows: usize, max_length: usize) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut jsonl = String::new();
+    for i in 0..rows {
+        let (a, b) = (i * 7 % 50, i * 13 % 40);
+        let row = serde_json::json!({
+            "prompt": format!("What is {a} + {b}?"),
+            "response": format!("<think>\nAdd the tens and the ones: {a} + {b} = {}.\n</think>\n\\boxed{{{}}}", a + b, a + b),
+            "reference": (a + b).to_string(),
+        });
+        jsonl.push_str(&format!("{row}\n"));
+    }
+    std::fs::write(dir.join("train.jsonl"), jsonl).unwrap();
+    let spec = format!(
+        "name: sft\ninputs:\n  - path: {}\n    format: jsonl\n    layout: columns\n    columns: {{prompt: prompt, response: response, reference: reference}}\n    source: arith\nstages:\n  - tokenize:\n      tokenizer: {}\n  - pack: {{max_length: {max_length}, row_group_packs: 2}}\noutput:\n  dir: o\n",
+        dir.join("train.jsonl").display(),
+        repo().join("fixtures/tokenizers/qwen2.5").display()
+    );
+    let spec = crate::common::write_spec(dir, &spec);
+    crate::common::run(&spec, &dir.join("run"), Some(2));
+    dir.join("run/shards")
+}
+
+/// A randomly initialised small Qwen2 with the full Qwen2.5 vocabulary and tokenizer files.
+fn random_model(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut cfg = cotforge::model::init::preset("qwen2-tiny").unwrap();
+    for (k, v) in [("hidden_size", 32), ("intermediate_size", 64), ("num_hidden_layers", 2), ("num_attention_heads", 2), ("num_key_value_heads", 1)] {
+        cfg[k] = v.into();
+    }
+    cotforge::model::init::write_random(dir, &cfg, Some(&repo().join("fixtures/tokenizers/qwen2.5")), 3).unwrap();
+    dir.to_path_buf()
+}
+
+fn train_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("tokens_per_s");
+            v
+        })
+        .collect()
+}
+
+fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_resumed_run_continues_bit_identically_with_checkpoints_that_load() {
+    use cotforge::train::config::EvalConfig;
+    use cotforge::train::sft::{SftArgs, run};
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = text_shards(&tmp.path().join("data"), 40, 128);
+    let n_packs = cotforge::shards::ShardSet::open(&shards, &repo().join("fixtures/tokenizers/qwen2.5")).unwrap().len();
+    assert!(n_packs >= 8, "{n_packs} packs");
+    let model = random_model(&tmp.path().join("model"));
+    let cfg = TrainConfig {
+        lr: 3e-3,
+        max_steps: Some(6),
+        packs_per_step: 3,
+        warmup_ratio: 0.3,
+        save_every: 3,
+        keep_last: 5,
+        eval: Some(EvalConfig { shards: shards.clone(), every: 3 }),
+        ..TrainConfig::default()
+    };
+    let args = |out: &str, cfg: &TrainConfig, resume: bool| SftArgs {
+        shards: shards.clone(),
+        model: model.clone(),
+        tokenizer: None,
+        out: tmp.path().join(out),
+        config: cfg.clone(),
+        resume,
+        progress: false,
+    };
+    let a = run(&args("a", &cfg, false)).unwrap();
+    assert_eq!(a.steps, 6);
+    let ckpts = cotforge::train::checkpoint::list(&tmp.path().join("a/checkpoints")).unwrap();
+    let names: Vec<String> = ckpts.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["step-0000003", "step-0000006"]);
+    let lines = train_lines(&tmp.path().join("a/metrics.jsonl"));
+    let train: Vec<&serde_json::Value> = lines.iter().filter(|l| l["split"] == "train").collect();
+    let evals: Vec<&serde_json::Value> = lines.iter().filter(|l| l["split"] == "eval").collect();
+    assert_eq!((train.len(), evals.len()), (6, 2));
+    // warmup over ceil(0.3 * 6) = 2 steps from 0, then cosine to 0 at step 6
+    let lr: Vec<f64> = train.iter().map(|l| l["lr"].as_f64().unwrap()).collect();
+    assert_eq!(lr[0], 0.0);
+    assert!((lr[1] - 1.5e-3).abs() < 1e-12 && (lr[2] - 3e-3).abs() < 1e-12 && lr[3] < lr[2] && lr[5] < lr[4]);
+    for l in &train {
+        assert_eq!(l["packs"], 3);
+        let fill = l["fill"].as_f64().unwrap();
+        assert!(fill > 0.2 && fill <= 1.0, "{l}");
+        assert!(l["loss_tokens"].as_u64().unwrap() > 0 && l["grad_norm"].as_f64().unwrap() > 0.0);
+    }
+    // the model learns something: held-out (here: the same packs) loss falls between evaluations
+    assert!(evals[1]["loss"].as_f64().unwrap() < evals[0]["loss"].as_f64().unwrap(), "{evals:?}");
+
+    // an interrupted run: its output as it stood at step 3, then --resume
+    copy_dir(&tmp.path().join("a"), &tmp.path().join("b"));
+    std::fs::remove_dir_all(tmp.path().join("b/checkpoints/step-0000006")).unwrap();
+    let b = run(&args("b", &cfg, true)).unwrap();
+    assert_eq!(b.steps, 6);
+    let weights = |dir: &str| std::fs::read(tmp.path().join(dir).join("checkpoints/step-0000006/model.safetensors")).unwrap();
+    assert_eq!(weights("a"), weights("b"), "resumed weights are bit-identical");
+    let opt = |dir: &str| std::fs::read(tmp.path().join(dir).join("checkpoints/step-0000006/optimizer.safetensors")).unwrap();
+    assert_eq!(opt("a"), opt("b"));
+    assert_eq!(train_lines(&tmp.path().join("b/metrics.jsonl")), lines, "the same metrics");
+
+    // resuming with another config is refused
+    let other = TrainConfig { lr: 1e-3, ..cfg.clone() };
+    let e = run(&args("b", &other, true)).err().expect("config differs").to_string();
+    assert!(e.contains("config"), "{e}");
+
+    // keep_last: 1 leaves only the final checkpoint, which loads as a model with its tokenizer
+    let c = run(&args("c", &TrainConfig { keep_last: 1, ..cfg.clone() }, false)).unwrap();
+    let ckpts = cotforge::train::checkpoint::list(&tmp.path().join("c/checkpoints")).unwrap();
+    assert_eq!(ckpts, [c.checkpoint.clone()]);
+    assert_eq!(std::fs::read(c.checkpoint.join("model.safetensors")).unwrap(), weights("a"));
+    let loaded = CausalLm::load(&c.checkpoint, DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(loaded.vars.len(), CausalLm::load(&model, DType::F32, &Device::Cpu).unwrap().vars.len());
+    cotforge::shards::ShardSet::open(&shards, &c.checkpoint).expect("the checkpoint carries the tokenizer");
+    assert!(!tmp.path().join("c/checkpoints").read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".tmp")));
+}
+
+#[test]
+fn train_configs_are_checked_with_clear_errors() {
+    assert_eq!(TrainConfig::parse("").unwrap(), TrainConfig::default());
+    let c = TrainConfig::parse("lr: 2.0e-5\nschedule: linear\npacks_per_step: 4\npacks_per_forward: 2\nfreeze: {vision_tower: true}\n").unwrap();
+    assert_eq!((c.lr, c.packs_per_step, c.freeze.vision_tower), (2e-5, 4, true));
+    for (text, want) in [
+        ("lr: 1e-5\nlearning_rate: 2\n", "learning_rate"),
+        ("packs_per_step: 3\npacks_per_forward: 2\n", "multiple"),
+        ("dtype: fp16\n", "dtype"),
+        ("schedule: step\n", "step"),
+        ("warmup_ratio: 1.5\n", "warmup_ratio"),
+    ] {
+        let e = TrainConfig::parse(text).err().unwrap_or_else(|| panic!("accepted {text:?}"));
+        assert!(e.contains(want), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn bf16_parameters_train_through_f32_master_weights() {
+    let r = candle_core::safetensors::load(model_dir("qwen2").join("sft_reference.safetensors"), &Device::Cpu).unwrap();
+    let packs = reference_packs(&r);
+    let cfg = TrainConfig { dtype: "bf16".into(), ..parity_config(packs.len(), 1) };
+    let mut t = Trainer::new(CausalLm::load(&model_dir("qwen2"), DType::BF16, &Device::Cpu).unwrap(), cfg).unwrap();
+    let (nll, _) = t.step(&packs, 1e-2).unwrap();
+    let want_loss = r["loss"].to_vec1::<f32>().unwrap()[0] as f64;
+    assert!((nll.mean() - want_loss).abs() < 0.02 * want_loss, "bf16 loss {} vs f32 {want_loss}", nll.mean());
+    let state = t.opt.state_tensors();
+    let original = CausalLm::load(&model_dir("qwen2"), DType::F32, &Device::Cpu).unwrap();
+    let (mut diff, mut step, mut n) = (0f64, 0f64, 0usize);
+    for (name, var) in &t.model.vars {
+        assert_eq!(var.dtype(), DType::BF16, "{name}");
+        let master = &state[&format!("master.{name}")];
+        assert_eq!(master.dtype(), DType::F32);
+        assert_eq!(state[&format!("m.{name}")].dtype(), DType::F32, "moments in f32");
+        // the variable is its master weight rounded to bf16
+        assert_eq!(max_abs_diff(&master.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap(), &var.to_dtype(DType::F32).unwrap()), 0.0, "{name}");
+        // the master moved like PyTorch's f32 step (up to bf16 gradients)
+        let want = &r[&format!("after.{name}")];
+        let before = original.vars[name].as_tensor();
+        let elems = want.elem_count();
+        diff += (master - want).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+        step += (want - before).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+        n += elems;
+    }
+    let (diff, step) = (diff / n as f64, step / n as f64);
+    assert!(step > 1e-3 && diff < 0.2 * step, "mean |master - torch| {diff}, mean |step| {step}");
 }
