@@ -210,7 +210,7 @@ enum Command {
         /// Pipeline spec (YAML).
         spec: PathBuf,
     },
-    /// Write the JSON Schemas (trace, ledger, shard, pipeline spec) into a directory.
+    /// Write the JSON Schemas (trace, ledger, shard, pipeline spec, train config) into a directory.
     Schemas {
         /// Output directory.
         #[arg(default_value = "schemas")]
@@ -251,6 +251,9 @@ enum TrainCommand {
         /// Continue from the newest checkpoint in OUT (same shards and config).
         #[arg(long)]
         resume: bool,
+        /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -415,12 +418,12 @@ fn dispatch(cmd: Command) -> Result<()> {
             println!("{} parameters -> {}", params, out.display());
             Ok(())
         }
-        Command::Train(TrainCommand::Sft { shards, model, out, config, tokenizer, resume, quiet }) => {
+        Command::Train(TrainCommand::Sft { shards, model, out, config, tokenizer, resume, device, quiet }) => {
             let config = match config {
                 Some(p) => cotforge::train::TrainConfig::load(&p)?,
                 None => cotforge::train::TrainConfig::default(),
             };
-            let args = cotforge::train::SftArgs { shards, model, tokenizer, out: out.clone(), config, resume, progress: !quiet };
+            let args = cotforge::train::SftArgs { shards, model, tokenizer, out: out.clone(), config, resume, progress: !quiet, device };
             let s = cotforge::train::sft::run(&args)?;
             println!(
                 "{} steps, {} tokens in {:.1} s ({:.0} tokens/s); last loss {:.4}{}",
@@ -430,6 +433,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                 s.tokens as f64 / s.seconds.max(1e-9),
                 s.final_loss,
                 s.eval_loss.map(|l| format!(", eval loss {l:.4}")).unwrap_or_default()
+                    + &s.eval_accuracy.map(|a| format!(", generation accuracy {:.1}%", 100.0 * a)).unwrap_or_default()
             );
             println!("checkpoint: {}\nmetrics: {}", s.checkpoint.display(), out.join("metrics.jsonl").display());
             Ok(())

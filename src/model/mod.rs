@@ -21,6 +21,31 @@ pub use weights::Weights;
 
 use crate::error::{Error, Result};
 
+/// The device named `cpu`, `cuda` or `cuda:N` (CUDA needs the `cuda` cargo feature).
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        n if n == "cuda" || n.starts_with("cuda:") => {
+            let ordinal: usize = match n.strip_prefix("cuda:") {
+                Some(k) => k.parse().map_err(|_| Error::Spec(format!("device `{n}`: expected cuda:N")))?,
+                None => 0,
+            };
+            cuda_device(ordinal)
+        }
+        other => Err(Error::Spec(format!("unknown device `{other}`; use cpu, cuda or cuda:N"))),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(ordinal: usize) -> Result<Device> {
+    Device::new_cuda(ordinal).map_err(|e| Error::Run(format!("cuda:{ordinal}: {e}")))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(ordinal: usize) -> Result<Device> {
+    Err(Error::Spec(format!("cuda:{ordinal}: this cotforge was built without the `cuda` feature (cargo build --release --features cuda)")))
+}
+
 /// A causal language model loaded from a Hugging Face model directory.
 pub struct CausalLm {
     pub config: ModelConfig,

@@ -217,12 +217,31 @@ impl ChatEncoder {
         self.encode(&messages, &sizes)
     }
 
+    /// The prompt of a trace for generation: its conversation without the response, rendered
+    /// with the generation prompt (the assistant header), images expanded.
+    pub fn encode_prompt(&self, trace: &Trace) -> Result<std::result::Result<Tokens, Reject>> {
+        let mut messages = match self.messages(trace) {
+            Ok(m) => m,
+            Err(r) => return Ok(Err(r)),
+        };
+        messages.pop();
+        let sizes: Vec<(u32, u32)> = trace.images.iter().map(|im| (im.height, im.width)).collect();
+        if let Some(k) = sizes.iter().position(|&(h, w)| h == 0 || w == 0) {
+            return Ok(Err(reject("bad_image_size", format!("image {k} has no known size; run `validate` first"))));
+        }
+        self.encode_with(&messages, &sizes, true)
+    }
+
     /// Render, tokenize and expand a conversation. `image_sizes` are (height, width) in pixels,
     /// one per image part in order.
     pub fn encode(&self, messages: &[Message], image_sizes: &[(u32, u32)]) -> Result<std::result::Result<Tokens, Reject>> {
+        self.encode_with(messages, image_sizes, false)
+    }
+
+    fn encode_with(&self, messages: &[Message], image_sizes: &[(u32, u32)], add_generation_prompt: bool) -> Result<std::result::Result<Tokens, Reject>> {
         let vars = &self.opts.template_vars;
         let render = |msgs: &[Message], agp: bool| self.template.render(msgs, agp, vars);
-        let text = match render(messages, false) {
+        let text = match render(messages, add_generation_prompt) {
             Ok(t) => t,
             Err(e) => return Ok(Err(reject("template_error", e.to_string()))),
         };

@@ -390,5 +390,6 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
         ("ledger.schema.json", columns_json("cotforge ledger", LEDGER_SCHEMA_VERSION, LEDGER_COLUMNS, &[])),
         ("pipeline-spec.schema.json", crate::spec::json_schema()),
         ("shard.schema.json", crate::shards::schema_json()),
+        ("train-config.schema.json", crate::train::config::json_schema()),
     ]
 }

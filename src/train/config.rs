@@ -68,12 +68,16 @@ pub struct FreezeConfig {
     pub merger: bool,
 }
 
-/// Held-out evaluation.
+/// Held-out evaluation: loss on shards, and generation accuracy on prompts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
     /// A shard directory packed with the same tokenizer: its loss is measured.
-    pub shards: PathBuf,
+    #[serde(default)]
+    pub shards: Option<PathBuf>,
+    /// Prompts whose greedy continuations are verified against their references.
+    #[serde(default)]
+    pub generate: Option<super::eval::GenEvalConfig>,
     /// Evaluate every this many steps (0: only at the end).
     #[serde(default)]
     pub every: usize,
@@ -105,15 +109,11 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Read a config file (relative paths in it are taken from the file's directory).
+    /// Read a config file (relative paths in it are taken from the working directory, as in
+    /// pipeline specs).
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Spec(format!("cannot read train config {}: {e}", path.display())))?;
-        let mut cfg = Self::parse(&text).map_err(|e| Error::Spec(format!("{}: {e}", path.display())))?;
-        if let (Some(ev), Some(base)) = (cfg.eval.as_mut(), path.parent())
-            && ev.shards.is_relative()
-        {
-            ev.shards = base.join(&ev.shards);
-        }
+        let cfg = Self::parse(&text).map_err(|e| Error::Spec(format!("{}: {e}", path.display())))?;
         Ok(cfg)
     }
 
@@ -163,4 +163,12 @@ impl TrainConfig {
     pub fn candle_dtype(&self) -> candle_core::DType {
         if self.dtype == "bf16" { candle_core::DType::BF16 } else { candle_core::DType::F32 }
     }
+}
+
+/// The JSON Schema of train configs, as committed in `schemas/train-config.schema.json`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(TrainConfig);
+    let mut s = serde_json::to_string_pretty(&schema).expect("schema serialises");
+    s.push('\n');
+    s
 }

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod eval;
 pub mod loss;
 pub mod optim;
 pub mod sft;

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint;
@@ -245,6 +245,8 @@ pub struct SftArgs {
     pub config: TrainConfig,
     pub resume: bool,
     pub progress: bool,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
 }
 
 /// Where a run stands (saved with each checkpoint).
@@ -271,6 +273,8 @@ pub struct SftSummary {
     pub steps: usize,
     pub final_loss: f64,
     pub eval_loss: Option<f64>,
+    /// Generation accuracy at the last evaluation.
+    pub eval_accuracy: Option<f64>,
     pub checkpoint: PathBuf,
     pub tokens: u64,
     pub seconds: f64,
@@ -308,14 +312,14 @@ fn eval_loss(trainer: &Trainer, set: &ShardSet) -> Result<Nll> {
 /// (the model in Hugging Face layout plus the optimizer and data position for `resume`).
 pub fn run(args: &SftArgs) -> Result<SftSummary> {
     let cfg = &args.config;
-    let device = Device::Cpu;
+    let device = crate::model::device(&args.device)?;
     let tok_dir = args.tokenizer.clone().unwrap_or_else(|| args.model.clone());
     let shards = ShardSet::open(&args.shards, &tok_dir)?;
     if shards.is_empty() {
         return Err(Error::Input(format!("{}: no packs to train on", args.shards.display())));
     }
-    let eval_set = match &cfg.eval {
-        Some(ev) => Some(ShardSet::open(&ev.shards, &tok_dir)?),
+    let eval_set = match cfg.eval.as_ref().and_then(|e| e.shards.as_ref()) {
+        Some(dir) => Some(ShardSet::open(dir, &tok_dir)?),
         None => None,
     };
     let manifest_sha = crate::pack::encode::sha256_hex(&std::fs::read(args.shards.join("manifest.json")).ctx(|| "reading the shard manifest")?);
@@ -366,6 +370,9 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
     let mut tokens_seen = 0u64;
     let mut last_loss = f64::NAN;
     let mut last_eval = None;
+    let mut last_accuracy = None;
+    let mut gen_prompts: Option<Vec<super::eval::EvalPrompt>> = None;
+    let mut gen_tokenizer: Option<Option<tokenizers::Tokenizer>> = None;
     let max_len = shards.manifest.max_length as f64;
     let mut checkpoint_dir = resumed.clone();
     let mut loader: Option<(usize, crate::shards::Loader)> = None;
@@ -399,12 +406,29 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
         bar.set_message(format!("loss {:.4} lr {lr:.2e}", nll.mean()));
         bar.inc(1);
         let last = step == total_steps;
-        if let (Some(set), Some(ev)) = (&eval_set, &cfg.eval)
+        if let Some(ev) = &cfg.eval
             && (last || (ev.every > 0 && step % ev.every == 0))
         {
-            let n = eval_loss(&trainer, set)?;
-            last_eval = Some(n.mean());
-            metrics_line(&metrics, &serde_json::json!({"split": "eval", "step": step, "loss": n.mean(), "loss_tokens": n.tokens}))?;
+            if let Some(set) = &eval_set {
+                let n = eval_loss(&trainer, set)?;
+                last_eval = Some(n.mean());
+                metrics_line(&metrics, &serde_json::json!({"split": "eval", "step": step, "loss": n.mean(), "loss_tokens": n.tokens}))?;
+            }
+            if let Some(g) = &ev.generate {
+                let prompts = match &gen_prompts {
+                    Some(p) => p,
+                    None => gen_prompts.insert(super::eval::load_prompts(&g.run, &tok_dir, g.system.clone(), &trainer.model, g.limit)?),
+                };
+                let tokenizer = gen_tokenizer.get_or_insert_with(|| tokenizers::Tokenizer::from_file(tok_dir.join("tokenizer.json")).ok());
+                let tokenizer = tokenizer.as_ref().ok_or_else(|| Error::Input(format!("{}: cannot load tokenizer.json", tok_dir.display())))?;
+                let r = super::eval::accuracy(&trainer.model, tokenizer, prompts, g.max_new_tokens, g.batch)?;
+                last_accuracy = Some(r.accuracy);
+                metrics_line(
+                    &metrics,
+                    &serde_json::json!({"split": "eval_generate", "step": step, "accuracy": r.accuracy, "correct": r.correct,
+                        "prompts": r.prompts, "truncated": r.truncated, "mean_new_tokens": r.mean_new_tokens}),
+                )?;
+            }
         }
         if last || (cfg.save_every > 0 && step % cfg.save_every == 0) {
             let st = TrainState {
@@ -422,7 +446,7 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
     }
     bar.finish_and_clear();
     let checkpoint = checkpoint_dir.ok_or_else(|| Error::Run("train: no checkpoint written".into()))?;
-    Ok(SftSummary { steps: step, final_loss: last_loss, eval_loss: last_eval, checkpoint, tokens: tokens_seen, seconds: started.elapsed().as_secs_f64() })
+    Ok(SftSummary { steps: step, final_loss: last_loss, eval_loss: last_eval, eval_accuracy: last_accuracy, checkpoint, tokens: tokens_seen, seconds: started.elapsed().as_secs_f64() })
 }
 
 /// A progress bar over optimizer steps with ETA and a message (loss, lr); hidden when quiet.

@@ -36,3 +36,16 @@ fn spec_schema_knows_every_stage() {
     let text = std::fs::read_to_string(&demo).unwrap();
     cotforge::spec::parse(&demo, &text).expect("demo spec is valid");
 }
+
+#[test]
+fn the_train_config_schema_lists_every_setting_and_the_bundled_config_parses() {
+    let schema: serde_json::Value = serde_json::from_str(&cotforge::train::config::json_schema()).unwrap();
+    let props = schema["properties"].as_object().unwrap();
+    let default = serde_json::to_value(cotforge::train::TrainConfig::default()).unwrap();
+    for key in default.as_object().unwrap().keys() {
+        assert!(props.contains_key(key), "{key} missing from the train config schema");
+    }
+    let text = std::fs::read_to_string(repo().join("pipelines/sft-demo.yaml")).unwrap();
+    let cfg = cotforge::train::TrainConfig::parse(&text).expect("pipelines/sft-demo.yaml is valid");
+    assert_eq!(cfg.max_steps, Some(2));
+}

@@ -304,7 +304,7 @@ fn a_resumed_run_continues_bit_identically_with_checkpoints_that_load() {
         warmup_ratio: 0.3,
         save_every: 3,
         keep_last: 5,
-        eval: Some(EvalConfig { shards: shards.clone(), every: 3 }),
+        eval: Some(EvalConfig { shards: Some(shards.clone()), generate: None, every: 3 }),
         ..TrainConfig::default()
     };
     let args = |out: &str, cfg: &TrainConfig, resume: bool| SftArgs {
@@ -315,6 +315,7 @@ fn a_resumed_run_continues_bit_identically_with_checkpoints_that_load() {
         config: cfg.clone(),
         resume,
         progress: false,
+        device: "cpu".into(),
     };
     let a = run(&args("a", &cfg, false)).unwrap();
     assert_eq!(a.steps, 6);
@@ -366,6 +367,19 @@ fn a_resumed_run_continues_bit_identically_with_checkpoints_that_load() {
 }
 
 #[test]
+fn devices_are_named_and_cuda_needs_its_feature() {
+    assert!(matches!(cotforge::model::device("cpu").unwrap(), Device::Cpu));
+    let e = cotforge::model::device("gpu").err().unwrap().to_string();
+    assert!(e.contains("cpu, cuda or cuda:N"), "{e}");
+    let e = cotforge::model::device("cuda:x").err().unwrap().to_string();
+    assert!(e.contains("cuda:N"), "{e}");
+    if !cfg!(feature = "cuda") {
+        let e = cotforge::model::device("cuda:1").err().unwrap().to_string();
+        assert!(e.contains("--features cuda"), "{e}");
+    }
+}
+
+#[test]
 fn train_configs_are_checked_with_clear_errors() {
     assert_eq!(TrainConfig::parse("").unwrap(), TrainConfig::default());
     let c = TrainConfig::parse("lr: 2.0e-5\nschedule: linear\npacks_per_step: 4\npacks_per_forward: 2\nfreeze: {vision_tower: true}\n").unwrap();
@@ -411,4 +425,53 @@ fn bf16_parameters_train_through_f32_master_weights() {
     }
     let (diff, step) = (diff / n as f64, step / n as f64);
     assert!(step > 1e-3 && diff < 0.2 * step, "mean |master - torch| {diff}, mean |step| {step}");
+}
+
+#[test]
+fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accuracy() {
+    use cotforge::train::config::EvalConfig;
+    use cotforge::train::eval::GenEvalConfig;
+    use cotforge::train::optim::Schedule;
+    use cotforge::train::sft::{SftArgs, run};
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = text_shards(&tmp.path().join("data"), 2, 256);
+    let model = random_model(&tmp.path().join("model"));
+    let tok = repo().join("fixtures/tokenizers/qwen2.5");
+    let m = CausalLm::load(&model, DType::F32, &Device::Cpu).unwrap();
+    // the eval prompt of a trace is its training sample up to the first loss token
+    let prompts = cotforge::train::eval::load_prompts(&tmp.path().join("data/run"), &tok, None, &m, None).unwrap();
+    assert_eq!(prompts.len(), 2);
+    let packs = cotforge::shards::ShardSet::open(&shards, &tok).unwrap().read_all().unwrap();
+    for p in &prompts {
+        let pack = packs.iter().find(|k| k.sample_ids.contains(&p.id)).expect("the trace was packed");
+        let s = pack.sample_ids.iter().position(|x| x == &p.id).unwrap();
+        let start: usize = pack.segment_lengths[..s].iter().map(|&x| x as usize).sum();
+        let first_loss = (start..).find(|&i| pack.loss_mask[i]).unwrap();
+        assert_eq!(p.prompt.ids, pack.input_ids[start..first_loss], "{}", p.id);
+    }
+    // before training: nothing right; after memorising the two samples: both right
+    let tokenizer = tokenizers::Tokenizer::from_file(tok.join("tokenizer.json")).unwrap();
+    let before = cotforge::train::eval::accuracy(&m, &tokenizer, &prompts, 40, 2).unwrap();
+    assert_eq!(before.correct, 0);
+    let cfg = TrainConfig {
+        lr: 1e-2,
+        schedule: Schedule::Constant,
+        warmup_ratio: 0.0,
+        max_steps: Some(60),
+        packs_per_step: 1,
+        eval: Some(EvalConfig {
+            shards: None,
+            generate: Some(GenEvalConfig { run: tmp.path().join("data/run"), limit: None, max_new_tokens: 40, system: None, batch: 2 }),
+            every: 30,
+        }),
+        ..TrainConfig::default()
+    };
+    let args = SftArgs { shards, model, tokenizer: None, out: tmp.path().join("sft"), config: cfg, resume: false, progress: false, device: "cpu".into() };
+    let s = run(&args).unwrap();
+    assert_eq!(s.eval_accuracy, Some(1.0), "memorised prompts are answered right");
+    let lines = train_lines(&tmp.path().join("sft/metrics.jsonl"));
+    let evals: Vec<_> = lines.iter().filter(|l| l["split"] == "eval_generate").collect();
+    assert_eq!(evals.len(), 2);
+    assert_eq!(evals[1]["correct"], 2);
+    assert_eq!(evals[1]["truncated"], 0, "the continuations end at <|im_end|>");
 }

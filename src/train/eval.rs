@@ -1,0 +1,108 @@
+//! Generation accuracy on a prompt set: the prompts of a curated run (its `curated/` traces and
+//! `images/` store) are rendered with the chat template up to the assistant header, continued
+//! greedily by the model with the KV cache (in batches), and the continuations' final answers
+//! are compared with the traces' references by the verifier.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::model::{CausalLm, GenerateOptions, Prompt};
+use crate::pack::encode::{ChatEncoder, EncodeOptions};
+
+/// One prompt ready to generate from.
+pub struct EvalPrompt {
+    pub id: String,
+    pub prompt: Prompt,
+    pub reference: String,
+}
+
+/// Read up to `limit` prompts with references from a run directory, encoded with the chat
+/// template of `tokenizer` and `system` as the system prompt where a trace has none.
+pub fn load_prompts(run: &Path, tokenizer: &Path, system: Option<String>, model: &CausalLm, limit: Option<usize>) -> Result<Vec<EvalPrompt>> {
+    let enc = ChatEncoder::from_dir(tokenizer, EncodeOptions { system, ..EncodeOptions::default() })?;
+    let store = crate::ingest::images::ImageStore::open(&run.join("images"))?;
+    let mut traces = Vec::new();
+    crate::pipeline::io::PartReader::open(&run.join("curated"))?.for_each_batch(4096, |df| {
+        traces.extend(crate::schema::traces_from_df(&df)?);
+        Ok(())
+    })?;
+    let mut out = Vec::new();
+    for t in traces.into_iter().filter(|t| t.reference.is_some()).take(limit.unwrap_or(usize::MAX)) {
+        let tokens = enc.encode_prompt(&t)?.map_err(|r| Error::Input(format!("{}: trace {}: {}: {}", run.display(), t.id, r.reason, r.detail)))?;
+        let images = t.images.iter().map(|im| store.get(&im.id)).collect::<Result<Vec<_>>>()?;
+        let pixel_values = model.pixel_values_for(&images, &tokens.grids, &format!("trace {}", t.id))?;
+        out.push(EvalPrompt {
+            id: t.id.clone(),
+            prompt: Prompt { ids: tokens.ids, pixel_values, grids: tokens.grids },
+            reference: t.reference.clone().unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+/// What an evaluation found.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenReport {
+    pub prompts: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    /// Continuations that hit `max_new_tokens` without a stop token.
+    pub truncated: usize,
+    pub mean_new_tokens: f64,
+    /// Per prompt: id, whether it was right, the extracted answer.
+    pub results: Vec<(String, bool, Option<String>)>,
+}
+
+/// Greedy continuations of the prompts, `batch` at a time, stopped at the tokenizer's end of
+/// turn, verified against the references.
+pub fn accuracy(model: &CausalLm, tokenizer: &tokenizers::Tokenizer, prompts: &[EvalPrompt], max_new_tokens: usize, batch: usize) -> Result<GenReport> {
+    let stop: Vec<u32> = ["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| tokenizer.token_to_id(t)).collect();
+    let opts = GenerateOptions { max_new_tokens, stop: stop.clone(), ..GenerateOptions::default() };
+    let mut report = GenReport { prompts: prompts.len(), correct: 0, accuracy: 0.0, truncated: 0, mean_new_tokens: 0.0, results: Vec::new() };
+    let mut total_new = 0usize;
+    for chunk in prompts.chunks(batch.max(1)) {
+        let ps: Vec<Prompt> = chunk.iter().map(|p| p.prompt.clone()).collect();
+        let outs = model.generate(&ps, &opts)?;
+        for (p, out) in chunk.iter().zip(outs) {
+            total_new += out.len();
+            if !out.last().is_some_and(|t| stop.contains(t)) {
+                report.truncated += 1;
+            }
+            let text = tokenizer.decode(&out, true).map_err(|e| Error::Run(format!("decoding: {e}")))?;
+            let v = crate::verify::verify(&p.reference, &text);
+            report.correct += v.equal as usize;
+            report.results.push((p.id.clone(), v.equal, v.pred_extracted));
+        }
+    }
+    report.accuracy = if prompts.is_empty() { 0.0 } else { report.correct as f64 / prompts.len() as f64 };
+    report.mean_new_tokens = if prompts.is_empty() { 0.0 } else { total_new as f64 / prompts.len() as f64 };
+    Ok(report)
+}
+
+/// Settings of a generation evaluation (in `eval:` of train.yaml).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenEvalConfig {
+    /// A run directory (from `cotforge run`) whose curated traces have references.
+    pub run: PathBuf,
+    /// At most this many prompts (the first ones).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default = "default_new_tokens")]
+    pub max_new_tokens: usize,
+    /// System prompt for traces without one (use the one the training data had).
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Prompts decoded together.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+fn default_new_tokens() -> usize {
+    1024
+}
+fn default_batch() -> usize {
+    8
+}
