@@ -20,6 +20,18 @@ fn ids_of(t: &Tensor) -> Vec<u32> {
     t.flatten_all().unwrap().to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect()
 }
 
+/// A fixture model with its reference: (reference, model, input ids, pixel values, grids).
+fn fixture_model(name: &str) -> (HashMap<String, Tensor>, CausalLm, Vec<u32>, Option<Tensor>, Vec<[u32; 3]>) {
+    let r = reference(name);
+    let m = CausalLm::load(&model_dir(name), DType::F32, &Device::Cpu).unwrap();
+    let ids = ids_of(&r["input_ids"]);
+    let (px, grids) = match r.get("pixel_values") {
+        Some(px) => (Some(px.clone()), grids_of(&r["image_grid_thw"])),
+        None => (None, vec![]),
+    };
+    (r, m, ids, px, grids)
+}
+
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
@@ -209,13 +221,7 @@ fn image_preprocessing_equals_the_hf_processor_on_pixel_values() {
 fn cached_generation_matches_transformers_greedy_and_samples_reproducibly() {
     use cotforge::model::{GenerateOptions, Prompt};
     for name in ["qwen2", "qwen3", "qwen2_vl", "qwen2_5_vl"] {
-        let r = reference(name);
-        let m = CausalLm::load(&model_dir(name), DType::F32, &Device::Cpu).unwrap();
-        let ids = ids_of(&r["input_ids"]);
-        let (px, grids) = match r.get("pixel_values") {
-            Some(px) => (Some(px.clone()), grids_of(&r["image_grid_thw"])),
-            None => (None, vec![]),
-        };
+        let (r, m, ids, px, grids) = fixture_model(name);
         let prompt = Prompt { ids: ids.clone(), pixel_values: px, grids };
         let greedy = GenerateOptions { max_new_tokens: 8, ..Default::default() };
         let out = m.generate(&[prompt.clone(), prompt.clone()], &greedy).unwrap();
@@ -242,13 +248,7 @@ fn cached_generation_matches_transformers_greedy_and_samples_reproducibly() {
 fn batched_generation_equals_one_prompt_at_a_time() {
     use cotforge::model::{GenerateOptions, Prompt};
     for name in ["qwen2", "qwen3", "qwen2_vl", "qwen2_5_vl"] {
-        let r = reference(name);
-        let m = CausalLm::load(&model_dir(name), DType::F32, &Device::Cpu).unwrap();
-        let ids = ids_of(&r["input_ids"]);
-        let (px, grids) = match r.get("pixel_values") {
-            Some(px) => (Some(px.clone()), grids_of(&r["image_grid_thw"])),
-            None => (None, vec![]),
-        };
+        let (_, m, ids, px, grids) = fixture_model(name);
         // prompts of different lengths (text ones cut before any image), the image one in the middle
         let text_end = m.config.image_token_id.and_then(|t| ids.iter().position(|&x| x == t)).unwrap_or(ids.len());
         let prompts = vec![
