@@ -59,8 +59,11 @@ pub struct CausalLm {
 impl CausalLm {
     /// Load `config.json` and the safetensors weights of `dir`.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
-        let config = ModelConfig::from_dir(dir)?;
-        let mut w = Weights::load(dir, dtype, device)?;
+        Self::from_weights(ModelConfig::from_dir(dir)?, Weights::load(dir, dtype, device)?)
+    }
+
+    /// Take the decoder (`model.*`, `lm_head`) and the vision tower (`visual.*`) from weights.
+    fn from_weights(config: ModelConfig, mut w: Weights) -> Result<Self> {
         let text = TextModel::load(&config.text, &mut w, "model")?;
         let vision = match &config.vision {
             Some(v) => Some(vision::VisionModel::load(v, &mut w, "visual")?),
@@ -71,13 +74,7 @@ impl CausalLm {
 
     /// A model with random weights for a config (benchmarks).
     pub fn random(config: ModelConfig, dtype: DType, device: &Device, seed: u64) -> Result<Self> {
-        let mut w = Weights::random(dtype, device, seed);
-        let text = TextModel::load(&config.text, &mut w, "model")?;
-        let vision = match &config.vision {
-            Some(v) => Some(vision::VisionModel::load(v, &mut w, "visual")?),
-            None => None,
-        };
-        Ok(Self { config, text, vision, vars: w.vars })
+        Self::from_weights(config, Weights::random(dtype, device, seed))
     }
 
     /// A copy that records no gradients (weights shared, so optimizer updates show): for
@@ -97,16 +94,7 @@ impl CausalLm {
     /// `pixel_values` holds the patches of all images in order, `grids` their (t, h, w).
     pub fn logits_multimodal(&self, ids: &[u32], pixel_values: Option<&Tensor>, grids: &[[u32; 3]], segments: &[usize]) -> Result<Tensor> {
         let x = self.embed_multimodal(ids, pixel_values, grids)?;
-        let pos = mrope_positions(ids, grids, self.config.image_token_id, self.merge(), segments)?;
-        self.text.forward(&x, &pos, segments)
-    }
-
-    /// Final hidden states (L, hidden) of a packed row with images (the trainer's forward; the
-    /// output layer is left to [`crate::train::loss`]).
-    pub fn hidden_multimodal(&self, ids: &[u32], pixel_values: Option<&Tensor>, grids: &[[u32; 3]], segments: &[usize]) -> Result<Tensor> {
-        let x = self.embed_multimodal(ids, pixel_values, grids)?;
-        let pos = mrope_positions(ids, grids, self.config.image_token_id, self.merge(), segments)?;
-        self.text.hidden(&x, &pos, segments)
+        self.text.forward(&x, &self.positions(ids, grids, segments)?, segments)
     }
 
     /// Per-token positions of a packed row (M-RoPE for vision-language models).
@@ -204,7 +192,7 @@ impl CausalLm {
                 return Err(Error::Input(format!("generate: prompt {i} is empty")));
             }
             let x = self.embed_multimodal(&p.ids, p.pixel_values.as_ref(), &p.grids)?;
-            let pos = mrope_positions(&p.ids, &p.grids, self.config.image_token_id, self.merge(), &[p.ids.len()])?;
+            let pos = self.positions(&p.ids, &p.grids, &[p.ids.len()])?;
             let after = pos.iter().flat_map(|a| a.iter()).copied().max().unwrap_or(0) + 1;
             next.extend(std::iter::repeat_n(after, n));
             let mut cache = KvCache::default();

@@ -151,15 +151,22 @@ impl TextModel {
     /// Final hidden states (L, hidden), after the last norm. Every op records gradients when
     /// the weights are variables; [`Self::detached`] gives a copy that records none.
     pub fn hidden(&self, x: &Tensor, pos: &Positions, segments: &[usize]) -> Result<Tensor> {
-        let (cos, sin) = self.checked_tables(x, pos, segments)?;
+        let plan = self.plan(x, pos, segments)?;
         let mut x = x.clone();
         for layer in &self.layers {
-            let r = rms_norm(&x, &layer.ln1, self.cfg.rms_norm_eps).map_err(ce)?;
-            let (q, k, v) = self.project(layer, &r, &cos, &sin).map_err(ce)?;
-            let o = self.segments_attention(&q, &k, &v, segments).map_err(ce)?;
-            x = self.mlp_residual(layer, &(x + linear(&o, &layer.o, None).map_err(ce)?).map_err(ce)?).map_err(ce)?;
+            x = self.layer_forward(layer, &x, &plan).map_err(ce)?.1;
         }
         self.final_norm(&x)
+    }
+
+    /// One decoder layer over a packed row: its attention output (before the output
+    /// projection) and the layer's output.
+    fn layer_forward(&self, layer: &Layer, x: &Tensor, plan: &RowPlan) -> candle_core::Result<(Tensor, Tensor)> {
+        let r = rms_norm(x, &layer.ln1, self.cfg.rms_norm_eps)?;
+        let (q, k, v) = self.project(layer, &r, &plan.cos, &plan.sin)?;
+        let o = self.segments_attention(&q, &k, &v, &plan.blocks)?;
+        let out = self.mlp_residual(layer, &(x + linear(&o, &layer.o, None)?)?)?;
+        Ok((o, out))
     }
 
     /// The last RMSNorm.
@@ -167,14 +174,27 @@ impl TextModel {
         rms_norm(x, &self.norm, self.cfg.rms_norm_eps).map_err(ce)
     }
 
-    /// Check a row's sizes; its rotary tables (L, 1, head_dim).
-    fn checked_tables(&self, x: &Tensor, pos: &Positions, segments: &[usize]) -> Result<(Tensor, Tensor)> {
+    /// Check a row's sizes and prepare what all its layers share: the rotary tables
+    /// (L, 1, head_dim) and the query blocks of its segments with their causal masks.
+    fn plan(&self, x: &Tensor, pos: &Positions, segments: &[usize]) -> Result<RowPlan> {
         let l = x.dim(0).map_err(ce)?;
         if segments.iter().sum::<usize>() != l || pos.iter().any(|p| p.len() != l) {
             return Err(Error::Run(format!("model: {l} tokens, segments sum to {}, positions {}", segments.iter().sum::<usize>(), pos[0].len())));
         }
         let (cos, sin) = self.rope_tables(pos)?;
-        Ok((cos.unsqueeze(1).map_err(ce)?, sin.unsqueeze(1).map_err(ce)?))
+        let mut blocks = Vec::new();
+        let mut start = 0;
+        for &len in segments {
+            let rows = self.query_block(len);
+            let mut b0 = 0;
+            while b0 < len {
+                let b1 = (b0 + rows).min(len);
+                blocks.push(QueryBlock { start, len, b0, b1, mask: causal_mask(b1 - b0, b0, &self.device)? });
+                b0 = b1;
+            }
+            start += len;
+        }
+        Ok(RowPlan { cos: cos.unsqueeze(1).map_err(ce)?, sin: sin.unsqueeze(1).map_err(ce)?, blocks })
     }
 
     /// A copy whose weights record no gradients (they share storage with these, so optimizer
@@ -227,21 +247,17 @@ impl TextModel {
     /// Causal attention within each segment, in query blocks (so the scores of a long segment
     /// never exist at once when no gradient is recorded); q (L, heads, hd), k and v (L, kv
     /// heads, hd); returns (L, heads * hd).
-    fn segments_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, segments: &[usize]) -> candle_core::Result<Tensor> {
-        let mut outs = Vec::new();
-        let mut start = 0;
-        for &n in segments {
-            let block = self.query_block(n);
-            let mut b0 = 0;
-            while b0 < n {
-                let b1 = (b0 + block).min(n);
-                let mask = causal_mask(b1 - b0, b0, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-                outs.push(self.attend_one(&q.narrow(0, start + b0, b1 - b0)?, &k.narrow(0, start, b1)?, &v.narrow(0, start, b1)?, &mask)?);
-                b0 = b1;
-            }
-            start += n;
+    fn segments_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, blocks: &[QueryBlock]) -> candle_core::Result<Tensor> {
+        let mut outs = Vec::with_capacity(blocks.len());
+        for b in blocks {
+            outs.push(self.attend_block(q, k, v, b.start, b)?);
         }
         if outs.len() == 1 { Ok(outs.pop().expect("one block")) } else { Tensor::cat(&outs, 0) }
+    }
+
+    /// Attention of one query block, with q, k and v holding its segment from row `at`.
+    fn attend_block(&self, q: &Tensor, k: &Tensor, v: &Tensor, at: usize, b: &QueryBlock) -> candle_core::Result<Tensor> {
+        self.attend_one(&q.narrow(0, at + b.b0, b.b1 - b.b0)?, &k.narrow(0, at, b.b1)?, &v.narrow(0, at, b.b1)?, &b.mask)
     }
 
     /// The forward pass of training, recording no graph: the final hidden states before the
@@ -249,19 +265,12 @@ impl TextModel {
     /// needs to recompute the layer; 2 x L x hidden values per layer instead of the whole
     /// graph, and no attention scores).
     pub fn forward_stored(&self, x: &Tensor, pos: &Positions, segments: &[usize]) -> Result<(Tensor, Vec<Stored>)> {
-        let (cos, sin) = self.checked_tables(x, pos, segments)?;
+        let plan = self.plan(x, pos, segments)?;
         let m = self.detached();
         let mut x = x.detach();
         let mut stored = Vec::with_capacity(m.layers.len());
         for layer in &m.layers {
-            let step = (|| -> candle_core::Result<(Tensor, Tensor)> {
-                let r = rms_norm(&x, &layer.ln1, m.cfg.rms_norm_eps)?;
-                let (q, k, v) = m.project(layer, &r, &cos, &sin)?;
-                let o = m.segments_attention(&q, &k, &v, segments)?;
-                let out = m.mlp_residual(layer, &(&x + linear(&o, &layer.o, None)?)?)?;
-                Ok((o, out))
-            })();
-            let (o, out) = step.map_err(ce)?;
+            let (o, out) = m.layer_forward(layer, &x, &plan).map_err(ce)?;
             stored.push(Stored { input: x, attn: o });
             x = out;
         }
@@ -282,7 +291,7 @@ impl TextModel {
         sink: &mut dyn FnMut(&candle_core::backprop::GradStore) -> Result<()>,
     ) -> Result<Tensor> {
         let first = stored.first().ok_or_else(|| Error::Run("model: nothing stored".into()))?;
-        let (cos, sin) = self.checked_tables(&first.input, pos, segments)?;
+        let plan = self.plan(&first.input, pos, segments)?;
         let mut g = grad.clone();
         for (layer, st) in self.layers.iter().zip(stored).rev() {
             let step = (|| -> candle_core::Result<Tensor> {
@@ -296,8 +305,8 @@ impl TextModel {
                 let g_u = gs.get(u.as_tensor()).cloned().unwrap_or(u.as_tensor().zeros_like()?);
                 // input -> norm -> q, k, v
                 let r = rms_norm(u.as_tensor(), &layer.ln1, self.cfg.rms_norm_eps)?;
-                let (q, k, v) = self.project(layer, &r, &cos, &sin)?;
-                let (dq, dk, dv) = self.attention_backward(&q, &k, &v, &g_o, segments)?;
+                let (q, k, v) = self.project(layer, &r, &plan.cos, &plan.sin)?;
+                let (dq, dk, dv) = self.attention_backward(&q, &k, &v, &g_o, &plan.blocks)?;
                 let s = ((q * dq)?.sum_all()? + (k * dk)?.sum_all()?)?;
                 let gs = (s + (v * dv)?.sum_all()?)?.backward()?;
                 sink(&gs).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
@@ -313,21 +322,17 @@ impl TextModel {
 
     /// Gradients of q, k, v (post-rope) from the gradient of the attention output, per
     /// segment and query block, recomputing the scores of one block at a time.
-    fn attention_backward(&self, q: &Tensor, k: &Tensor, v: &Tensor, g_o: &Tensor, segments: &[usize]) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    fn attention_backward(&self, q: &Tensor, k: &Tensor, v: &Tensor, g_o: &Tensor, blocks: &[QueryBlock]) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (mut dqs, mut dks, mut dvs) = (Vec::new(), Vec::new(), Vec::new());
-        let mut start = 0;
-        for &n in segments {
+        for segment in blocks.chunk_by(|a, b| a.start == b.start) {
+            let (start, n) = (segment[0].start, segment[0].len);
             let qs = candle_core::Var::from_tensor(&q.narrow(0, start, n)?.detach())?;
             let ks = candle_core::Var::from_tensor(&k.narrow(0, start, n)?.detach())?;
             let vs = candle_core::Var::from_tensor(&v.narrow(0, start, n)?.detach())?;
             let (mut dq, mut dk, mut dv): (Option<Tensor>, Option<Tensor>, Option<Tensor>) = (None, None, None);
-            let block = self.query_block(n);
-            let mut b0 = 0;
-            while b0 < n {
-                let b1 = (b0 + block).min(n);
-                let mask = causal_mask(b1 - b0, b0, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-                let o = self.attend_one(&qs.narrow(0, b0, b1 - b0)?, &ks.narrow(0, 0, b1)?, &vs.narrow(0, 0, b1)?, &mask)?;
-                let gs = (o * g_o.narrow(0, start + b0, b1 - b0)?)?.sum_all()?.backward()?;
+            for b in segment {
+                let o = self.attend_block(qs.as_tensor(), ks.as_tensor(), vs.as_tensor(), 0, b)?;
+                let gs = (o * g_o.narrow(0, start + b.b0, b.b1 - b.b0)?)?.sum_all()?.backward()?;
                 let add = |acc: &mut Option<Tensor>, var: &candle_core::Var| -> candle_core::Result<()> {
                     if let Some(g) = gs.get(var.as_tensor()) {
                         *acc = Some(match acc.take() {
@@ -340,12 +345,10 @@ impl TextModel {
                 add(&mut dq, &qs)?;
                 add(&mut dk, &ks)?;
                 add(&mut dv, &vs)?;
-                b0 = b1;
             }
             dqs.push(dq.map_or_else(|| qs.as_tensor().zeros_like(), Ok)?);
             dks.push(dk.map_or_else(|| ks.as_tensor().zeros_like(), Ok)?);
             dvs.push(dv.map_or_else(|| vs.as_tensor().zeros_like(), Ok)?);
-            start += n;
         }
         Ok((Tensor::cat(&dqs, 0)?, Tensor::cat(&dks, 0)?, Tensor::cat(&dvs, 0)?))
     }
@@ -516,6 +519,23 @@ impl BatchCache {
     }
 }
 
+
+/// What all layers of a packed row share (see [`TextModel::plan`]).
+struct RowPlan {
+    cos: Tensor,
+    sin: Tensor,
+    blocks: Vec<QueryBlock>,
+}
+
+/// A block of query rows [b0, b1) of the segment of `len` rows that starts at row `start`;
+/// its keys are the segment's rows [0, b1), under a causal mask (b1 - b0, b1).
+struct QueryBlock {
+    start: usize,
+    len: usize,
+    b0: usize,
+    b1: usize,
+    mask: Tensor,
+}
 
 /// What the training forward pass keeps of one layer (see [`TextModel::forward_stored`]).
 pub struct Stored {
