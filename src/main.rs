@@ -383,23 +383,18 @@ fn dispatch(cmd: Command) -> Result<()> {
                 .map(|t| t.trim().parse().map_err(|_| cotforge::Error::Spec(format!("--ids: `{t}` is not a token id"))))
                 .collect::<Result<_>>()?;
             let m = cotforge::model::CausalLm::load(&model, candle_core::DType::F32, &candle_core::Device::Cpu)?.detached();
-            let (mut rows, mut grids) = (Vec::new(), Vec::new());
-            if let Some(v) = &m.config.vision {
-                for p in &image {
-                    let img = image::open(p).map_err(|e| cotforge::Error::Input(format!("{}: {e}", p.display())))?.to_rgb8();
-                    let (w, h) = img.dimensions();
-                    let (px, g) = cotforge::model::preprocess::pixel_values(img.as_raw(), w as usize, h as usize, min_pixels, max_pixels, v.patch_size, v.spatial_merge_size, v.temporal_patch_size);
-                    rows.extend(px);
-                    grids.push(g);
-                }
+            // each image at the processor's smart_resize of its size, as patch grids
+            let patch = m.config.vision.as_ref().map_or(14, |v| v.patch_size) as u32;
+            let (mut images, mut grids) = (Vec::new(), Vec::new());
+            for p in &image {
+                let bytes = std::fs::read(p).map_err(|e| cotforge::Error::io(format!("reading {}", p.display()), e))?;
+                let (w, h) = cotforge::ingest::images::measure(&bytes).ok_or_else(|| cotforge::Error::Input(format!("{}: not a readable image", p.display())))?;
+                let (nh, nw) = cotforge::text::tokens::smart_resize(h, w, min_pixels, max_pixels);
+                grids.push([1, nh / patch, nw / patch]);
+                images.push(bytes);
             }
+            let px = m.pixel_values_for(&images, &grids, "--image")?;
             let err = |e: candle_core::Error| cotforge::Error::Run(format!("logits: {e}"));
-            let px = if grids.is_empty() {
-                None
-            } else {
-                let n: usize = grids.iter().map(|g| (g[0] * g[1] * g[2]) as usize).sum();
-                Some(candle_core::Tensor::from_vec(rows.clone(), (n, rows.len() / n), &candle_core::Device::Cpu).map_err(err)?)
-            };
             let logits = m.logits_multimodal(&ids, px.as_ref(), &grids, &[ids.len()])?.to_dtype(candle_core::DType::F32).map_err(err)?;
             let map = std::collections::HashMap::from([("logits".to_string(), logits)]);
             candle_core::safetensors::save(&map, &out).map_err(|e| cotforge::Error::Run(format!("writing {}: {e}", out.display())))?;

@@ -19,8 +19,9 @@ pub struct EvalPrompt {
 }
 
 /// Read up to `limit` prompts with references from a run directory, encoded with the chat
-/// template of `tokenizer` and `system` as the system prompt where a trace has none.
-pub fn load_prompts(run: &Path, tokenizer: &Path, system: Option<String>, model: &CausalLm, limit: Option<usize>) -> Result<Vec<EvalPrompt>> {
+/// template of `tokenizer` and `system` as the system prompt where a trace has none. Returns
+/// them with the tokenizer (to decode the continuations).
+pub fn load_prompts(run: &Path, tokenizer: &Path, system: Option<String>, model: &CausalLm, limit: Option<usize>) -> Result<(Vec<EvalPrompt>, tokenizers::Tokenizer)> {
     let enc = ChatEncoder::from_dir(tokenizer, EncodeOptions { system, ..EncodeOptions::default() })?;
     let store = crate::ingest::images::ImageStore::open(&run.join("images"))?;
     let mut traces = Vec::new();
@@ -39,7 +40,7 @@ pub fn load_prompts(run: &Path, tokenizer: &Path, system: Option<String>, model:
             reference: t.reference.clone().unwrap_or_default(),
         });
     }
-    Ok(out)
+    Ok((out, enc.tokenizer))
 }
 
 /// What an evaluation found.

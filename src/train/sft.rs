@@ -65,8 +65,20 @@ pub struct Nll {
 }
 
 impl Nll {
+    /// The NLL of the positions of a head pass.
+    pub fn of(out: &super::loss::HeadOutput) -> Self {
+        Nll { sum: -out.logp.iter().map(|&x| x as f64).sum::<f64>(), tokens: out.logp.len() }
+    }
+
     pub fn mean(&self) -> f64 {
         if self.tokens == 0 { 0.0 } else { self.sum / self.tokens as f64 }
+    }
+}
+
+impl std::ops::AddAssign for Nll {
+    fn add_assign(&mut self, o: Nll) {
+        self.sum += o.sum;
+        self.tokens += o.tokens;
     }
 }
 
@@ -125,7 +137,7 @@ impl Trainer {
         let h = m.text.final_norm(&h)?;
         let idx = Tensor::new(pos.as_slice(), h.device()).map_err(ce)?;
         let (out, _) = head(&h.index_select(&idx, 0).map_err(ce)?, m.text.lm_head(), &tgt, None, false, self.chunk)?;
-        Ok(Nll { sum: -out.logp.iter().map(|&x| x as f64).sum::<f64>(), tokens: pos.len() })
+        Ok(Nll::of(&out))
     }
 
     /// Forward and backward of one row for the objective `scale * sum of its token NLLs`;
@@ -140,38 +152,33 @@ impl Trainer {
         }
         let text = &self.model.text;
         let (x, positions, segs) = self.inputs(row, &self.model)?;
+        // the final hidden states: with the decoder's whole graph, or from the stored forward
+        // pass through a variable that collects their gradient
+        let (hn, recompute) = if self.keeps_graph(&segs) {
+            (text.hidden(&x, &positions, &segs)?, None)
+        } else {
+            let (h, stored) = text.forward_stored(&x, &positions, &segs)?;
+            let hv = Var::from_tensor(&h).map_err(ce)?;
+            (text.final_norm(hv.as_tensor())?, Some((hv, stored)))
+        };
         let idx = Tensor::new(pos.as_slice(), x.device()).map_err(ce)?;
         let coef = vec![-scale as f32; pos.len()];
-        let nll = |out: &super::loss::HeadOutput| Nll { sum: -out.logp.iter().map(|&x| x as f64).sum::<f64>(), tokens: pos.len() };
-        if self.keeps_graph(&segs) {
-            let hn = text.hidden(&x, &positions, &segs)?;
-            let (out, grads) = head(&hn.index_select(&idx, 0).map_err(ce)?, text.lm_head(), &tgt, Some(&coef), false, self.chunk)?;
-            let grads = grads.expect("coefficients given");
-            let store = grads.surrogate.backward().map_err(ce)?;
-            self.absorb(&store, acc)?;
-            if self.trainable.contains_key(&self.head_name) {
-                add_grad(acc, &self.head_name, grads.weight)?;
-            }
-            return Ok(nll(&out));
-        }
-        let (h, stored) = text.forward_stored(&x, &positions, &segs)?;
-        // final norm and output layer
-        let hv = Var::from_tensor(&h).map_err(ce)?;
-        let hn = text.final_norm(hv.as_tensor())?;
         let (out, grads) = head(&hn.index_select(&idx, 0).map_err(ce)?, text.lm_head(), &tgt, Some(&coef), false, self.chunk)?;
         let grads = grads.expect("coefficients given");
         let store = grads.surrogate.backward().map_err(ce)?;
         self.absorb(&store, acc)?;
-        let g = store.get(hv.as_tensor()).cloned().ok_or_else(|| Error::Run("train: no gradient reached the hidden states".into()))?;
         if self.trainable.contains_key(&self.head_name) {
             add_grad(acc, &self.head_name, grads.weight)?;
         }
-        // the decoder, layer by layer from the top
-        let g0 = text.backward_stored(&stored, &positions, &segs, &g, &mut |gs| self.absorb(gs, acc))?;
-        // the input embeddings (and the vision tower)
-        let store = (x * g0).and_then(|t| t.sum_all()).and_then(|t| t.backward()).map_err(ce)?;
-        self.absorb(&store, acc)?;
-        Ok(nll(&out))
+        if let Some((hv, stored)) = recompute {
+            let g = store.get(hv.as_tensor()).cloned().ok_or_else(|| Error::Run("train: no gradient reached the hidden states".into()))?;
+            // the decoder, layer by layer from the top
+            let g0 = text.backward_stored(&stored, &positions, &segs, &g, &mut |gs| self.absorb(gs, acc))?;
+            // the input embeddings (and the vision tower)
+            let store = (x * g0).and_then(|t| t.sum_all()).and_then(|t| t.backward()).map_err(ce)?;
+            self.absorb(&store, acc)?;
+        }
+        Ok(Nll::of(&out))
     }
 
     /// Whether a row of these segments runs with the decoder's whole graph kept (no
@@ -207,9 +214,7 @@ impl Trainer {
             return Ok((nll, acc));
         }
         for row in &rows {
-            let n = self.accumulate(row, 1.0 / total as f64, &mut acc)?;
-            nll.sum += n.sum;
-            nll.tokens += n.tokens;
+            nll += self.accumulate(row, 1.0 / total as f64, &mut acc)?;
         }
         Ok((nll, acc))
     }
@@ -300,9 +305,7 @@ fn eval_loss(trainer: &Trainer, set: &ShardSet) -> Result<Nll> {
     let mut total = Nll::default();
     for g in 0..set.row_groups() {
         for pack in set.read_group(g)? {
-            let n = trainer.nll(&Row::of([&pack]))?;
-            total.sum += n.sum;
-            total.tokens += n.tokens;
+            total += trainer.nll(&Row::of([&pack]))?;
         }
     }
     Ok(total)
@@ -358,6 +361,8 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
     let steps_per_epoch = shards.len().div_ceil(cfg.packs_per_step);
     let total_steps = cfg.max_steps.unwrap_or(cfg.epochs * steps_per_epoch);
     let warmup = (cfg.warmup_ratio * total_steps as f64).ceil() as usize;
+    // the epoch of the step after `done` steps, and its first position in that epoch's order
+    let at = |done: usize| (done / steps_per_epoch, (done % steps_per_epoch) * cfg.packs_per_step);
     let mut step = 0;
     if let Some(st) = &state {
         checkpoint::load_optimizer(&model_dir, &mut trainer.opt, st.step as u64)?;
@@ -371,14 +376,12 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
     let mut last_loss = f64::NAN;
     let mut last_eval = None;
     let mut last_accuracy = None;
-    let mut gen_prompts: Option<Vec<super::eval::EvalPrompt>> = None;
-    let mut gen_tokenizer: Option<Option<tokenizers::Tokenizer>> = None;
+    let mut gen_prompts: Option<(Vec<super::eval::EvalPrompt>, tokenizers::Tokenizer)> = None;
     let max_len = shards.manifest.max_length as f64;
     let mut checkpoint_dir = resumed.clone();
     let mut loader: Option<(usize, crate::shards::Loader)> = None;
     while step < total_steps {
-        let epoch = step / steps_per_epoch;
-        let position = (step % steps_per_epoch) * cfg.packs_per_step;
+        let (epoch, position) = at(step);
         if loader.as_ref().is_none_or(|(e, _)| *e != epoch) {
             loader = Some((epoch, shards.loader(cfg.seed, epoch as u64, position, 2 * cfg.packs_per_step)));
         }
@@ -415,12 +418,10 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
                 metrics_line(&metrics, &serde_json::json!({"split": "eval", "step": step, "loss": n.mean(), "loss_tokens": n.tokens}))?;
             }
             if let Some(g) = &ev.generate {
-                let prompts = match &gen_prompts {
+                let (prompts, tokenizer) = match &gen_prompts {
                     Some(p) => p,
                     None => gen_prompts.insert(super::eval::load_prompts(&g.run, &tok_dir, g.system.clone(), &trainer.model, g.limit)?),
                 };
-                let tokenizer = gen_tokenizer.get_or_insert_with(|| tokenizers::Tokenizer::from_file(tok_dir.join("tokenizer.json")).ok());
-                let tokenizer = tokenizer.as_ref().ok_or_else(|| Error::Input(format!("{}: cannot load tokenizer.json", tok_dir.display())))?;
                 let r = super::eval::accuracy(&trainer.model, tokenizer, prompts, g.max_new_tokens, g.batch)?;
                 last_accuracy = Some(r.accuracy);
                 metrics_line(
@@ -435,8 +436,8 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
                 format: STATE_FORMAT.into(),
                 step,
                 total_steps,
-                epoch: step / steps_per_epoch,
-                position: (step % steps_per_epoch) * cfg.packs_per_step,
+                epoch: at(step).0,
+                position: at(step).1,
                 seed: cfg.seed,
                 config: cfg.clone(),
                 shards_manifest_sha256: manifest_sha.clone(),

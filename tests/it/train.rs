@@ -439,7 +439,7 @@ fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accura
     let tok = repo().join("fixtures/tokenizers/qwen2.5");
     let m = CausalLm::load(&model, DType::F32, &Device::Cpu).unwrap();
     // the eval prompt of a trace is its training sample up to the first loss token
-    let prompts = cotforge::train::eval::load_prompts(&tmp.path().join("data/run"), &tok, None, &m, None).unwrap();
+    let (prompts, tokenizer) = cotforge::train::eval::load_prompts(&tmp.path().join("data/run"), &tok, None, &m, None).unwrap();
     assert_eq!(prompts.len(), 2);
     let packs = cotforge::shards::ShardSet::open(&shards, &tok).unwrap().read_all().unwrap();
     for p in &prompts {
@@ -450,7 +450,6 @@ fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accura
         assert_eq!(p.prompt.ids, pack.input_ids[start..first_loss], "{}", p.id);
     }
     // before training: nothing right; after memorising the two samples: both right
-    let tokenizer = tokenizers::Tokenizer::from_file(tok.join("tokenizer.json")).unwrap();
     let before = cotforge::train::eval::accuracy(&m, &tokenizer, &prompts, 40, 2).unwrap();
     assert_eq!(before.correct, 0);
     let cfg = TrainConfig {
