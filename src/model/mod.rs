@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod init;
+pub mod lora;
 pub mod bench;
 pub mod ops;
 pub mod preprocess;

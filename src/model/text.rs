@@ -9,6 +9,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::config::TextConfig;
+use super::lora::{Lora, Proj, TARGETS};
 use super::ops::{accumulate_dtype, linear, rms_norm, rope, silu, softmax_last_dim};
 use super::weights::Weights;
 use crate::error::{Error, Result};
@@ -21,15 +22,31 @@ fn ce(e: candle_core::Error) -> Error {
 struct Layer {
     ln1: Tensor,
     ln2: Tensor,
-    q: (Tensor, Option<Tensor>),
-    k: (Tensor, Option<Tensor>),
-    v: (Tensor, Option<Tensor>),
-    o: Tensor,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
-    gate: Tensor,
-    up: Tensor,
-    down: Tensor,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
+}
+
+impl Layer {
+    /// The projection of a [`TARGETS`] module name.
+    fn proj_mut(&mut self, name: &str) -> Option<&mut Proj> {
+        Some(match name {
+            "q_proj" => &mut self.q,
+            "k_proj" => &mut self.k,
+            "v_proj" => &mut self.v,
+            "o_proj" => &mut self.o,
+            "gate_proj" => &mut self.gate,
+            "up_proj" => &mut self.up,
+            "down_proj" => &mut self.down,
+            _ => return None,
+        })
+    }
 }
 
 /// The decoder with its embedding and output head.
@@ -46,6 +63,8 @@ pub struct TextModel {
     /// Query rows per attention block (default: sized so one block's scores take about
     /// 64 MiB); results do not depend on it beyond float rounding.
     pub query_block_rows: Option<usize>,
+    /// Training: the seed of this row's LoRA dropout masks (None: no dropout).
+    pub dropout_seed: Option<u64>,
 }
 
 /// Token positions: one row for 1-D RoPE models, three (temporal, height, width) for M-RoPE.
@@ -60,10 +79,10 @@ impl TextModel {
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("{prefix}.layers.{i}");
-            let mut proj = |name: &str, out: usize, bias: bool| -> Result<(Tensor, Option<Tensor>)> {
+            let mut proj = |name: &str, out: usize, bias: bool| -> Result<Proj> {
                 let wt = w.get(&format!("{p}.self_attn.{name}.weight"), (out, h))?;
                 let b = if bias { Some(w.get(&format!("{p}.self_attn.{name}.bias"), out)?) } else { None };
-                Ok((wt, b))
+                Ok(Proj::new(wt, b))
             };
             let q = proj("q_proj", nh * hd, cfg.qkv_bias)?;
             let k = proj("k_proj", nkv * hd, cfg.qkv_bias)?;
@@ -72,14 +91,14 @@ impl TextModel {
                 q,
                 k,
                 v,
-                o: w.get(&format!("{p}.self_attn.o_proj.weight"), (h, nh * hd))?,
+                o: Proj::new(w.get(&format!("{p}.self_attn.o_proj.weight"), (h, nh * hd))?, None),
                 q_norm: if cfg.qk_norm { Some(w.get(&format!("{p}.self_attn.q_norm.weight"), hd)?) } else { None },
                 k_norm: if cfg.qk_norm { Some(w.get(&format!("{p}.self_attn.k_norm.weight"), hd)?) } else { None },
                 ln1: w.get(&format!("{p}.input_layernorm.weight"), h)?,
                 ln2: w.get(&format!("{p}.post_attention_layernorm.weight"), h)?,
-                gate: w.get(&format!("{p}.mlp.gate_proj.weight"), (inter, h))?,
-                up: w.get(&format!("{p}.mlp.up_proj.weight"), (inter, h))?,
-                down: w.get(&format!("{p}.mlp.down_proj.weight"), (h, inter))?,
+                gate: Proj::new(w.get(&format!("{p}.mlp.gate_proj.weight"), (inter, h))?, None),
+                up: Proj::new(w.get(&format!("{p}.mlp.up_proj.weight"), (inter, h))?, None),
+                down: Proj::new(w.get(&format!("{p}.mlp.down_proj.weight"), (h, inter))?, None),
             });
         }
         let norm = w.get(&format!("{prefix}.norm.weight"), h)?;
@@ -89,7 +108,7 @@ impl TextModel {
             w.get("lm_head.weight", (cfg.vocab_size, h))?
         };
         let inv_freq = (0..hd / 2).map(|j| 1.0 / cfg.rope_theta.powf(2.0 * j as f64 / hd as f64)).collect();
-        Ok(Self { cfg: cfg.clone(), embed, layers, norm, lm_head, inv_freq, device: w.device.clone(), dtype: w.dtype, query_block_rows: None })
+        Ok(Self { cfg: cfg.clone(), embed, layers, norm, lm_head, inv_freq, device: w.device.clone(), dtype: w.dtype, query_block_rows: None, dropout_seed: None })
     }
 
     /// The device the weights live on.
@@ -165,7 +184,7 @@ impl TextModel {
         let r = rms_norm(x, &layer.ln1, self.cfg.rms_norm_eps)?;
         let (q, k, v) = self.project(layer, &r, &plan.cos, &plan.sin)?;
         let o = self.segments_attention(&q, &k, &v, &plan.blocks)?;
-        let out = self.mlp_residual(layer, &(x + linear(&o, &layer.o, None)?)?)?;
+        let out = self.mlp_residual(layer, &(x + layer.o.forward(&o, self.dropout_seed)?)?)?;
         Ok((o, out))
     }
 
@@ -202,25 +221,78 @@ impl TextModel {
     pub fn detached(&self) -> Self {
         let d = |t: &Tensor| t.detach();
         let od = |t: &Option<Tensor>| t.as_ref().map(d);
-        let pair = |p: &(Tensor, Option<Tensor>)| (d(&p.0), od(&p.1));
         let layers = self
             .layers
             .iter()
             .map(|l| Layer {
                 ln1: d(&l.ln1),
                 ln2: d(&l.ln2),
-                q: pair(&l.q),
-                k: pair(&l.k),
-                v: pair(&l.v),
-                o: d(&l.o),
+                q: l.q.detached(),
+                k: l.k.detached(),
+                v: l.v.detached(),
+                o: l.o.detached(),
                 q_norm: od(&l.q_norm),
                 k_norm: od(&l.k_norm),
-                gate: d(&l.gate),
-                up: d(&l.up),
-                down: d(&l.down),
+                gate: l.gate.detached(),
+                up: l.up.detached(),
+                down: l.down.detached(),
             })
             .collect();
         Self { layers, embed: d(&self.embed), norm: d(&self.norm), lm_head: d(&self.lm_head), ..self.clone() }
+    }
+
+    /// Add LoRA adapters (rank, alpha, dropout) to the `targets` projections (names in
+    /// [`TARGETS`]) of every layer; the base weights stop recording gradients. Returns the
+    /// adapters' variables by name (`{prefix}.layers.{i}.self_attn.q_proj.lora_A.weight`, ...);
+    /// A is seeded by `seed`, B starts at zero.
+    pub fn add_lora(&mut self, prefix: &str, rank: usize, alpha: f64, dropout: f64, targets: &[String], seed: u64) -> Result<std::collections::BTreeMap<String, candle_core::Var>> {
+        if let Some(t) = targets.iter().find(|t| !TARGETS.contains(&t.as_str())) {
+            return Err(Error::Spec(format!("lora target `{t}` is not one of {}", TARGETS.join(", "))));
+        }
+        let mut base = self.detached();
+        let mut vars = std::collections::BTreeMap::new();
+        for (i, layer) in base.layers.iter_mut().enumerate() {
+            for (j, name) in TARGETS.iter().enumerate() {
+                if !targets.iter().any(|t| t == name) {
+                    continue;
+                }
+                let key = (i * TARGETS.len() + j) as u64;
+                let p = layer.proj_mut(name).expect("a target module");
+                let made = (|| -> candle_core::Result<(candle_core::Var, candle_core::Var)> {
+                    let (out, inputs) = p.w.dims2()?;
+                    let a = candle_core::Var::from_tensor(&super::lora::init_a(rank, inputs, seed, key, self.dtype, &self.device)?)?;
+                    Ok((a, candle_core::Var::zeros((out, rank), self.dtype, &self.device)?))
+                })();
+                let (a, b) = made.map_err(ce)?;
+                p.lora = Some(Lora { a: a.as_tensor().clone(), b: b.as_tensor().clone(), scale: alpha / rank as f64, dropout, key });
+                let stem = format!("{prefix}.layers.{i}.{}.{name}", module_group(name));
+                vars.insert(format!("{stem}.lora_A.weight"), a);
+                vars.insert(format!("{stem}.lora_B.weight"), b);
+            }
+        }
+        *self = base;
+        Ok(vars)
+    }
+
+    /// A copy (sharing the weights) whose LoRA adapters draw dropout masks from `seed`.
+    pub fn with_dropout(&self, seed: Option<u64>) -> Self {
+        Self { dropout_seed: seed, ..self.clone() }
+    }
+
+    /// The weights of the projections that carry adapters, with the adapters merged, under
+    /// their Hugging Face names.
+    pub fn merged_weights(&self, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let mut layer = layer.clone();
+            for name in TARGETS {
+                let p = layer.proj_mut(name).expect("a target module");
+                if p.lora.is_some() {
+                    out.push((format!("{prefix}.layers.{i}.{}.{name}.weight", module_group(name)), p.merged().map_err(ce)?));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Estimated bytes of the autograd graph of [`Self::hidden`] over a row of these segments
@@ -298,7 +370,7 @@ impl TextModel {
                 let u = candle_core::Var::from_tensor(&st.input)?;
                 let o = candle_core::Var::from_tensor(&st.attn)?;
                 // attention output -> residual -> MLP
-                let out = self.mlp_residual(layer, &(u.as_tensor() + linear(o.as_tensor(), &layer.o, None)?)?)?;
+                let out = self.mlp_residual(layer, &(u.as_tensor() + layer.o.forward(o.as_tensor(), self.dropout_seed)?)?)?;
                 let gs = (out * &g)?.sum_all()?.backward()?;
                 sink(&gs).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
                 let g_o = gs.get(o.as_tensor()).cloned().unwrap_or(o.as_tensor().zeros_like()?);
@@ -356,9 +428,9 @@ impl TextModel {
     /// x + SwiGLU MLP of the post-attention-normed x.
     fn mlp_residual(&self, layer: &Layer, x: &Tensor) -> candle_core::Result<Tensor> {
         let r = rms_norm(x, &layer.ln2, self.cfg.rms_norm_eps)?;
-        let g = silu(&linear(&r, &layer.gate, None)?)?;
-        let u = linear(&r, &layer.up, None)?;
-        x + linear(&(g * u)?, &layer.down, None)?
+        let g = silu(&layer.gate.forward(&r, self.dropout_seed)?)?;
+        let u = layer.up.forward(&r, self.dropout_seed)?;
+        x + layer.down.forward(&(g * u)?, self.dropout_seed)?
     }
 
     /// q (L, heads, hd) and k, v (L, kv heads, hd), with q/k norms and rotary positions applied.
@@ -366,9 +438,9 @@ impl TextModel {
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let l = x.dim(0)?;
-        let mut q = linear(x, &layer.q.0, layer.q.1.as_ref())?.reshape((l, nh, hd))?;
-        let mut k = linear(x, &layer.k.0, layer.k.1.as_ref())?.reshape((l, nkv, hd))?;
-        let v = linear(x, &layer.v.0, layer.v.1.as_ref())?.reshape((l, nkv, hd))?;
+        let mut q = layer.q.forward(x, self.dropout_seed)?.reshape((l, nh, hd))?;
+        let mut k = layer.k.forward(x, self.dropout_seed)?.reshape((l, nkv, hd))?;
+        let v = layer.v.forward(x, self.dropout_seed)?.reshape((l, nkv, hd))?;
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
             q = rms_norm(&q, qn, c.rms_norm_eps)?;
             k = rms_norm(&k, kn, c.rms_norm_eps)?;
@@ -422,7 +494,7 @@ impl TextModel {
                     Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 0)?, Tensor::cat(&[&pv, &v], 0)?),
                     None => (k, v),
                 };
-                let o = linear(&self.attend_one(&q, &k, &v, &mask)?, &layer.o, None)?;
+                let o = layer.o.forward(&self.attend_one(&q, &k, &v, &mask)?, self.dropout_seed)?;
                 *slot = Some((k.detach(), v.detach()));
                 self.mlp_residual(layer, &(&x + o)?)
             })()
@@ -457,7 +529,7 @@ impl TextModel {
                 *ck = Tensor::cat(&[&*ck, &k.unsqueeze(1)?.detach()], 1)?;
                 *cv = Tensor::cat(&[&*cv, &v.unsqueeze(1)?.detach()], 1)?;
                 let o = self.attend(&q.unsqueeze(1)?, ck, cv, &mask)?.squeeze(1)?;
-                x = self.mlp_residual(layer, &(&x + linear(&o, &layer.o, None)?)?)?;
+                x = self.mlp_residual(layer, &(&x + layer.o.forward(&o, self.dropout_seed)?)?)?;
             }
             let h = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
             linear(&h, &self.lm_head, None)
@@ -559,6 +631,11 @@ fn causal_mask(n: usize, past: usize, device: &Device) -> Result<Tensor> {
     let t = past + n;
     let v: Vec<f32> = (0..n * t).map(|i| if i % t > past + i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
     Tensor::from_vec(v, (n, t), device).map_err(ce)
+}
+
+/// The Hugging Face submodule of a projection: `mlp` or `self_attn`.
+fn module_group(name: &str) -> &'static str {
+    if matches!(name, "gate_proj" | "up_proj" | "down_proj") { "mlp" } else { "self_attn" }
 }
 
 /// Positions of a packed text row: 0.. restarting at each segment, the same on all three axes.

@@ -1,7 +1,8 @@
 //! Checkpoints: `checkpoints/step-NNNNNNN/` holds the model as Hugging Face loads it
 //! (`model.safetensors` under the original names, `config.json`, the tokenizer and processor
 //! files), plus `optimizer.safetensors` (f32 moments and master weights) and `trainer_state.json`
-//! (step, data position, config) for `--resume`. A checkpoint is written to a temporary
+//! (step, data position, config) for `--resume`. A LoRA run adds `adapter.safetensors` and
+//! `adapter_config.json`; its `model.safetensors` has the adapters merged. A checkpoint is written to a temporary
 //! directory and renamed into place; only the last `keep_last` stay.
 
 use std::collections::HashMap;
@@ -74,9 +75,50 @@ fn save_tensors(map: HashMap<String, Tensor>, path: &Path) -> Result<()> {
     candle_core::safetensors::save(&map, path).map_err(|e| Error::Run(format!("writing {}: {e}", path.display())))
 }
 
-/// The model's variables under their Hugging Face names.
-pub fn model_tensors(trainer: &Trainer) -> HashMap<String, Tensor> {
-    trainer.model.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect()
+/// The model's variables under their Hugging Face names, LoRA adapters merged.
+pub fn model_tensors(trainer: &Trainer) -> Result<HashMap<String, Tensor>> {
+    let mut m: HashMap<String, Tensor> = trainer.model.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect();
+    m.extend(trainer.model.text.merged_weights("model")?);
+    Ok(m)
+}
+
+/// What a LoRA run's `adapter.safetensors` holds: every trainable tensor (the adapters, and
+/// the vision tower or merger when they train).
+fn adapter_tensors(trainer: &Trainer) -> HashMap<String, Tensor> {
+    trainer.trainable.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect()
+}
+
+/// Restore the trainable tensors of a LoRA run from its checkpoint (the base model is loaded
+/// from the model directory).
+pub fn load_adapters(dir: &Path, trainer: &Trainer) -> Result<()> {
+    let p = dir.join("adapter.safetensors");
+    let t = candle_core::safetensors::load(&p, &candle_core::Device::Cpu).map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
+    for (name, var) in &trainer.trainable {
+        let x = t.get(name).ok_or_else(|| Error::Input(format!("{}: no tensor `{name}`", p.display())))?;
+        if x.dims() != var.as_tensor().dims() {
+            return Err(Error::Input(format!("{}: `{name}` has shape {:?}, the run needs {:?}", p.display(), x.dims(), var.as_tensor().dims())));
+        }
+        let x = x.to_dtype(var.dtype()).and_then(|x| x.to_device(var.device())).map_err(|e| Error::Run(format!("{}: {e}", p.display())))?;
+        var.set(&x).map_err(|e| Error::Run(format!("{}: {e}", p.display())))?;
+    }
+    Ok(())
+}
+
+/// blake3 of a model directory's config and weights (what a LoRA checkpoint was trained on).
+pub fn model_fingerprint(dir: &Path) -> Result<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ctx(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors") || p.file_name().is_some_and(|n| n == "config.json"))
+        .collect();
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for f in files {
+        h.update(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        let mut file = std::fs::File::open(&f).ctx(|| format!("opening {}", f.display()))?;
+        h.update_reader(&mut file).ctx(|| format!("reading {}", f.display()))?;
+    }
+    Ok(h.finalize().to_hex().to_string())
 }
 
 /// Write a checkpoint for `state.step`; returns its directory.
@@ -89,7 +131,17 @@ pub fn save(root: &Path, trainer: &Trainer, state: &TrainState, model_dir: &Path
         std::fs::remove_dir_all(&tmp).ctx(|| format!("removing {}", tmp.display()))?;
     }
     std::fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-    save_tensors(model_tensors(trainer), &tmp.join("model.safetensors"))?;
+    save_tensors(model_tensors(trainer)?, &tmp.join("model.safetensors"))?;
+    if let Some(l) = &state.config.lora {
+        save_tensors(adapter_tensors(trainer), &tmp.join("adapter.safetensors"))?;
+        let cfg = serde_json::json!({
+            "format": "cotforge-lora-v1", "rank": l.rank, "alpha": l.alpha, "dropout": l.dropout, "targets": l.targets,
+            "base_model": model_dir, "base_model_blake3": state.base_model_blake3,
+            "merged": "model.safetensors holds the base with these adapters merged",
+        });
+        let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| Error::Run(format!("adapter config: {e}")))?;
+        std::fs::write(tmp.join("adapter_config.json"), bytes).ctx(|| format!("writing {}", tmp.display()))?;
+    }
     save_tensors(trainer.opt.state_tensors().into_iter().collect(), &tmp.join("optimizer.safetensors"))?;
     for f in SIDE_FILES {
         let src = [model_dir.join(f), tokenizer_dir.join(f)].into_iter().find(|p| p.is_file());

@@ -35,6 +35,8 @@ pub struct TrainConfig {
     /// `f32` or `bf16` parameters (the optimizer keeps f32 moments and master weights).
     pub dtype: String,
     pub freeze: FreezeConfig,
+    /// Train LoRA adapters on the decoder instead of all its weights (absent: full fine-tune).
+    pub lora: Option<LoraConfig>,
     /// Save a checkpoint every this many steps (0: only at the end).
     pub save_every: usize,
     /// Checkpoints kept (the oldest go first).
@@ -68,6 +70,29 @@ pub struct FreezeConfig {
     pub merger: bool,
 }
 
+/// LoRA adapters on the decoder's projections. The decoder's own weights (embedding, norms,
+/// output layer included) stay fixed; the vision tower and merger train unless frozen.
+/// Checkpoints hold the merged model (`model.safetensors`) and the adapters
+/// (`adapter.safetensors`, `adapter_config.json`); resuming reads the base model again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraConfig {
+    pub rank: usize,
+    /// The adapter's output is scaled by alpha / rank.
+    pub alpha: f64,
+    /// Dropout on the adapters' inputs.
+    pub dropout: f64,
+    /// Projections that get adapters: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
+    /// down_proj.
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self { rank: 8, alpha: 16.0, dropout: 0.05, targets: crate::model::lora::TARGETS.iter().map(|t| t.to_string()).collect() }
+    }
+}
+
 /// Held-out evaluation: loss on shards, and generation accuracy on prompts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +123,7 @@ impl Default for TrainConfig {
             seed: 0,
             dtype: "f32".into(),
             freeze: FreezeConfig::default(),
+            lora: None,
             save_every: 0,
             keep_last: 2,
             recompute: Recompute::Auto,
@@ -149,6 +175,20 @@ impl TrainConfig {
         }
         if self.dtype != "f32" && self.dtype != "bf16" {
             return Err(format!("dtype must be f32 or bf16, not `{}`", self.dtype));
+        }
+        if let Some(l) = &self.lora {
+            if l.rank == 0 {
+                return Err("lora.rank must be at least 1".into());
+            }
+            if !(0.0..1.0).contains(&l.dropout) {
+                return Err(format!("lora.dropout must be in [0, 1), not {}", l.dropout));
+            }
+            if l.targets.is_empty() {
+                return Err("lora.targets is empty".into());
+            }
+            if let Some(t) = l.targets.iter().find(|t| !crate::model::lora::TARGETS.contains(&t.as_str())) {
+                return Err(format!("lora target `{t}` is not one of {}", crate::model::lora::TARGETS.join(", ")));
+            }
         }
         if self.keep_last == 0 {
             return Err("keep_last must be at least 1".into());

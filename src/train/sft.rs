@@ -92,6 +92,8 @@ pub struct Trainer {
     head_name: String,
     pub opt: AdamW,
     chunk: usize,
+    /// The LoRA adapters' variables (empty for a full fine-tune).
+    pub adapters: BTreeMap<String, Var>,
 }
 
 impl Trainer {
@@ -104,7 +106,7 @@ impl Trainer {
             let merger = name.starts_with("visual.merger.");
             (cfg.freeze.merger && merger) || (cfg.freeze.vision_tower && name.starts_with("visual.") && !merger)
         };
-        let trainable: BTreeMap<String, Var> = model.vars.iter().filter(|(n, _)| !frozen(n)).map(|(n, v)| (n.clone(), v.clone())).collect();
+        let mut trainable: BTreeMap<String, Var> = model.vars.iter().filter(|(n, _)| !frozen(n)).map(|(n, v)| (n.clone(), v.clone())).collect();
         let head_id = model.text.lm_head().id();
         let head_name = model
             .vars
@@ -112,9 +114,19 @@ impl Trainer {
             .find(|(_, v)| v.as_tensor().id() == head_id)
             .map(|(n, _)| n.clone())
             .ok_or_else(|| Error::Run("train: the output layer is no model variable".into()))?;
+        let adapters = match &cfg.lora {
+            Some(l) => {
+                let vars = model.text.add_lora("model", l.rank, l.alpha, l.dropout, &l.targets, cfg.seed)?;
+                // the decoder's own weights stay fixed
+                trainable.retain(|n, _| n.starts_with("visual."));
+                trainable.extend(vars.clone());
+                vars
+            }
+            None => BTreeMap::new(),
+        };
         let opt = AdamW::new(&trainable, cfg.adamw)?;
         let chunk = chunk_rows(model.config.text.vocab_size, cfg.head_chunk_mib << 20);
-        Ok(Self { model, cfg, trainable, head_name, opt, chunk })
+        Ok(Self { model, cfg, trainable, head_name, opt, chunk, adapters })
     }
 
     fn inputs(&self, row: &Row, model: &CausalLm) -> Result<(Tensor, crate::model::Positions, Vec<usize>)> {
@@ -150,7 +162,18 @@ impl Trainer {
         if pos.is_empty() {
             return Ok(Nll::default());
         }
-        let text = &self.model.text;
+        // LoRA dropout draws its masks from the step and the row's first pack, so the
+        // recomputing backward pass replays them and a resumed run draws the same ones
+        let seeded;
+        let text = match &self.cfg.lora {
+            Some(l) if l.dropout > 0.0 => {
+                let key: Vec<u64> = [self.cfg.seed, self.opt.steps].into_iter().chain(row.packs.iter().copied()).collect();
+                let bytes: Vec<u8> = key.iter().flat_map(|k| k.to_le_bytes()).collect();
+                seeded = self.model.text.with_dropout(Some(xxhash_rust::xxh3::xxh3_64(&bytes)));
+                &seeded
+            }
+            _ => &self.model.text,
+        };
         let (x, positions, segs) = self.inputs(row, &self.model)?;
         // the final hidden states: with the decoder's whole graph, or from the stored forward
         // pass through a variable that collects their gradient
@@ -268,6 +291,10 @@ pub struct TrainState {
     pub config: TrainConfig,
     /// sha256 of the shard manifest the run reads.
     pub shards_manifest_sha256: String,
+    /// LoRA: the base model's [`checkpoint::model_fingerprint`] (a resumed run loads the base
+    /// again and checks it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_model_blake3: Option<String>,
 }
 
 pub const STATE_FORMAT: &str = "cotforge-train-state-v1";
@@ -331,6 +358,7 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
     let ckpt_root = args.out.join("checkpoints");
 
     let resumed = if args.resume { checkpoint::latest(&ckpt_root)? } else { None };
+    let base_fingerprint = if cfg.lora.is_some() { Some(checkpoint::model_fingerprint(&args.model)?) } else { None };
     let (model_dir, state) = match &resumed {
         Some(dir) => {
             let st = checkpoint::read_state(dir)?;
@@ -344,7 +372,15 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
             if &st.config != cfg {
                 return Err(Error::Input(format!("{}: the checkpoint's train config differs from this one; resume with the same config", dir.display())));
             }
-            (dir.clone(), Some(st))
+            if st.base_model_blake3 != base_fingerprint {
+                return Err(Error::Input(format!(
+                    "{}: the LoRA checkpoint was trained on another base model than {}",
+                    dir.display(),
+                    args.model.display()
+                )));
+            }
+            // a LoRA run loads its base again, then the adapters
+            (if cfg.lora.is_some() { args.model.clone() } else { dir.clone() }, Some(st))
         }
         None => {
             if args.resume {
@@ -364,8 +400,11 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
     // the epoch of the step after `done` steps, and its first position in that epoch's order
     let at = |done: usize| (done / steps_per_epoch, (done % steps_per_epoch) * cfg.packs_per_step);
     let mut step = 0;
-    if let Some(st) = &state {
-        checkpoint::load_optimizer(&model_dir, &mut trainer.opt, st.step as u64)?;
+    if let (Some(st), Some(dir)) = (&state, &resumed) {
+        if cfg.lora.is_some() {
+            checkpoint::load_adapters(dir, &trainer)?;
+        }
+        checkpoint::load_optimizer(dir, &mut trainer.opt, st.step as u64)?;
         step = st.step;
         truncate_metrics(&metrics, step)?;
     }
@@ -441,6 +480,7 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
                 seed: cfg.seed,
                 config: cfg.clone(),
                 shards_manifest_sha256: manifest_sha.clone(),
+                base_model_blake3: base_fingerprint.clone(),
             };
             checkpoint_dir = Some(checkpoint::save(&ckpt_root, &trainer, &st, &args.model, &tok_dir)?);
         }

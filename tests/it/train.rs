@@ -474,3 +474,132 @@ fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accura
     assert_eq!(evals[1]["correct"], 2);
     assert_eq!(evals[1]["truncated"], 0, "the continuations end at <|im_end|>");
 }
+
+fn lora_config(dropout: f64) -> TrainConfig {
+    let lora = cotforge::train::config::LoraConfig { rank: 4, alpha: 8.0, dropout, ..Default::default() };
+    TrainConfig { lora: Some(lora), ..parity_config(1, 1) }
+}
+
+/// Give every adapter's B a fixed non-zero value (a fresh B is zero, so A gets no gradient).
+fn set_lora_b(t: &Trainer) {
+    for (k, v) in &t.adapters {
+        if k.ends_with("lora_B.weight") {
+            let n = v.as_tensor().elem_count();
+            let x = (Tensor::arange(0u32, n as u32, &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap() * 0.37).unwrap().sin().unwrap();
+            v.set(&(x * 0.05).unwrap().reshape(v.as_tensor().shape()).unwrap()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn lora_trains_only_its_adapters_and_the_merged_export_equals_the_unmerged_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["qwen2", "qwen2_5_vl"] {
+        let r = candle_core::safetensors::load(model_dir(name).join("sft_reference.safetensors"), &Device::Cpu).unwrap();
+        let packs = reference_packs(&r);
+        let t = trainer(name, lora_config(0.0));
+        let layers = t.model.config.text.num_hidden_layers;
+        assert_eq!(t.adapters.len(), layers * 7 * 2, "{name}: A and B for 7 projections per layer");
+        let ids = &packs[0].input_ids;
+        let segs: Vec<usize> = packs[0].segment_lengths.iter().map(|&s| s as usize).collect();
+        let base = CausalLm::load(&model_dir(name), DType::F32, &Device::Cpu).unwrap().logits(ids, &segs).unwrap();
+        // a fresh adapter (B = 0) changes nothing
+        assert_eq!(max_abs_diff(&t.model.logits(ids, &segs).unwrap(), &base), 0.0);
+        set_lora_b(&t);
+        let (_, g) = t.gradients(&packs).unwrap();
+        for k in g.keys() {
+            assert!(t.adapters.contains_key(k) || k.starts_with("visual."), "{name}: the decoder's own weight {k} got a gradient");
+        }
+        for k in t.adapters.keys() {
+            let grad = g.get(k).unwrap_or_else(|| panic!("{name}: no gradient for {k}"));
+            assert!(max_abs(grad) > 0.0, "{name}: zero gradient for {k}");
+        }
+        // merged into the base weights, the model computes what base + adapters compute
+        let unmerged = t.model.logits(ids, &segs).unwrap();
+        assert!(max_abs_diff(&unmerged, &base) > 1e-3, "{name}: the adapters change the outputs");
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(model_dir(name).join("config.json"), dir.join("config.json")).unwrap();
+        let merged = cotforge::train::checkpoint::model_tensors(&t).unwrap();
+        candle_core::safetensors::save(&merged, dir.join("model.safetensors")).unwrap();
+        let loaded = CausalLm::load(&dir, DType::F32, &Device::Cpu).unwrap();
+        let d = max_abs_diff(&loaded.logits(ids, &segs).unwrap(), &unmerged);
+        assert!(d < 1e-4 * (1.0 + max_abs(&unmerged)), "{name}: merged vs unmerged logits differ by {d}");
+    }
+}
+
+#[test]
+fn lora_dropout_masks_are_replayed_by_the_recomputing_backward_pass() {
+    use cotforge::train::config::Recompute;
+    let r = candle_core::safetensors::load(model_dir("qwen2").join("sft_reference.safetensors"), &Device::Cpu).unwrap();
+    let packs = reference_packs(&r);
+    let grads = |dropout: f64, recompute: Recompute| {
+        let t = trainer("qwen2", TrainConfig { recompute, ..lora_config(dropout) });
+        set_lora_b(&t);
+        t.gradients(&packs).unwrap()
+    };
+    let (kept_nll, kept) = grads(0.3, Recompute::Never);
+    let (re_nll, re) = grads(0.3, Recompute::Always);
+    assert!((kept_nll.sum - re_nll.sum).abs() < 1e-4);
+    assert_grads_close("dropout: whole graph vs recomputed", &kept, &re, 1e-5);
+    // dropout acts, and only in training
+    let (plain_nll, _) = grads(0.0, Recompute::Never);
+    assert!((plain_nll.sum - kept_nll.sum).abs() > 1e-3, "{} vs {}", plain_nll.sum, kept_nll.sum);
+    let t = trainer("qwen2", lora_config(0.3));
+    set_lora_b(&t);
+    let t0 = trainer("qwen2", lora_config(0.0));
+    set_lora_b(&t0);
+    assert_eq!(t.nll(&Row::of(&packs)).unwrap(), t0.nll(&Row::of(&packs)).unwrap());
+}
+
+#[test]
+fn a_resumed_lora_run_continues_bit_identically_from_base_and_adapters() {
+    use cotforge::train::sft::{SftArgs, run};
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = text_shards(&tmp.path().join("data"), 24, 128);
+    let model = random_model(&tmp.path().join("model"));
+    let lora = cotforge::train::config::LoraConfig { rank: 2, alpha: 4.0, dropout: 0.1, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] };
+    let cfg = TrainConfig { lr: 1e-2, max_steps: Some(4), packs_per_step: 2, save_every: 2, keep_last: 5, lora: Some(lora), ..TrainConfig::default() };
+    let args = |out: &str, model: &std::path::Path, resume: bool| SftArgs {
+        shards: shards.clone(),
+        model: model.to_path_buf(),
+        tokenizer: None,
+        out: tmp.path().join(out),
+        config: cfg.clone(),
+        resume,
+        progress: false,
+        device: "cpu".into(),
+    };
+    let a = run(&args("a", &model, false)).unwrap();
+    let ck = &a.checkpoint;
+    let adapter_cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(ck.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!((adapter_cfg["rank"].as_u64(), adapter_cfg["targets"].as_array().map(|t| t.len())), (Some(2), Some(3)));
+    let adapters = candle_core::safetensors::load(ck.join("adapter.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(adapters.len(), 2 * 3 * 2, "A and B of 3 projections in 2 layers");
+    // the merged model differs from the base only in the targeted projections
+    let merged = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
+    let base = candle_core::safetensors::load(model.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(merged.len(), base.len());
+    for (k, w) in &base {
+        let changed = max_abs_diff(w, &merged[k]) > 0.0;
+        let targeted = ["q_proj", "v_proj", "down_proj"].iter().any(|t| k.contains(t)) && k.ends_with(".weight");
+        assert_eq!(changed, targeted, "{k}");
+    }
+
+    copy_dir(&tmp.path().join("a"), &tmp.path().join("b"));
+    std::fs::remove_dir_all(tmp.path().join("b/checkpoints/step-0000004")).unwrap();
+    run(&args("b", &model, true)).unwrap();
+    for f in ["model.safetensors", "adapter.safetensors", "optimizer.safetensors"] {
+        let read = |dir: &str| std::fs::read(tmp.path().join(dir).join("checkpoints/step-0000004").join(f)).unwrap();
+        assert_eq!(read("a"), read("b"), "{f} is bit-identical after resuming");
+    }
+    assert_eq!(train_lines(&tmp.path().join("a/metrics.jsonl")), train_lines(&tmp.path().join("b/metrics.jsonl")));
+    // resuming on another base model is refused
+    let other = random_model(&tmp.path().join("other"));
+    std::fs::write(other.join("config.json"), std::fs::read(model.join("config.json")).unwrap()).unwrap();
+    let mut w = base.clone();
+    w.insert("model.norm.weight".into(), (&base["model.norm.weight"] * 2.0).unwrap());
+    candle_core::safetensors::save(&w, other.join("model.safetensors")).unwrap();
+    let e = run(&args("b", &other, true)).err().expect("another base").to_string();
+    assert!(e.contains("base model"), "{e}");
+}
