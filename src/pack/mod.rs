@@ -4,3 +4,4 @@ pub mod bench;
 pub mod bfd;
 pub mod encode;
 pub mod template;
+pub mod train_tokenizer;

@@ -95,8 +95,9 @@ impl AdamW {
         for (name, var) in vars {
             let t = var.as_tensor();
             let master = if t.dtype() == DType::F32 { None } else { Some(t.detach().to_dtype(DType::F32).map_err(ce)?) };
-            let z = t.zeros_like().and_then(|z| z.to_dtype(DType::F32)).map_err(ce)?;
-            slots.insert(name.clone(), Slot { var: var.clone(), master, m: z.clone(), v: z, decay: decays(var) });
+            // separate storage for each moment: the CPU update writes them in place
+            let z = || Tensor::zeros(t.shape(), DType::F32, t.device()).map_err(ce);
+            slots.insert(name.clone(), Slot { var: var.clone(), master, m: z()?, v: z()?, decay: decays(var) });
         }
         Ok(Self { cfg, slots, steps: 0 })
     }
@@ -104,6 +105,13 @@ impl AdamW {
     /// One update with learning rate `lr` from f32 gradients by name (a missing gradient counts
     /// as zero: the moments still decay, as in PyTorch for a parameter whose grad is zero).
     pub fn step(&mut self, grads: &BTreeMap<String, Tensor>, lr: f64) -> Result<()> {
+        self.step_scaled(grads, 1.0, lr)
+    }
+
+    /// [`Self::step`] with the gradients multiplied by `scale` (clipping) on the way in. On the
+    /// CPU, each parameter is updated in place by three fused passes (first moment, second
+    /// moment, parameter) instead of a dozen tensor ops with their allocations.
+    pub fn step_scaled(&mut self, grads: &BTreeMap<String, Tensor>, scale: f64, lr: f64) -> Result<()> {
         self.steps += 1;
         let c = self.cfg;
         let t = self.steps as i32;
@@ -114,6 +122,22 @@ impl AdamW {
                     Some(g) => g.to_dtype(DType::F32)?,
                     None => s.m.zeros_like()?,
                 };
+                let decay = if s.decay { 1.0 - lr * c.weight_decay } else { 1.0 };
+                if g.device().is_cpu() && g.is_contiguous() && s.m.is_contiguous() {
+                    let p = match &s.master {
+                        Some(m) => m.clone(),
+                        None => s.var.as_tensor().clone(),
+                    };
+                    s.m.inplace_op2(&g, &fused::Moment { beta: c.beta1 as f32, scale: scale as f32, square: false })?;
+                    s.v.inplace_op2(&g, &fused::Moment { beta: c.beta2 as f32, scale: scale as f32, square: true })?;
+                    let update = fused::Update { decay: decay as f32, step: (lr / bc1) as f32, bc2_sqrt: bc2.sqrt() as f32, eps: c.eps as f32 };
+                    p.inplace_op3(&s.m, &s.v, &update)?;
+                    if s.master.is_some() {
+                        s.var.set(&p.to_dtype(s.var.dtype())?)?;
+                    }
+                    return Ok(());
+                }
+                let g = if scale != 1.0 { (g * scale)? } else { g };
                 let p = match &s.master {
                     Some(m) => m.clone(),
                     None => s.var.as_tensor().detach(),
@@ -174,24 +198,124 @@ impl AdamW {
     }
 }
 
-/// Global L2 norm of the gradients.
+/// Global L2 norm of the gradients (f32 CPU gradients are read in place).
 pub fn global_norm(grads: &BTreeMap<String, Tensor>) -> Result<f64> {
     let mut sq = 0f64;
     for g in grads.values() {
-        sq += g.to_dtype(DType::F32).and_then(|g| g.sqr()?.sum_all()?.to_scalar::<f32>()).map_err(ce)? as f64;
+        sq += match fused::sum_squares(g) {
+            Some(s) => s,
+            None => g.to_dtype(DType::F32).and_then(|g| g.sqr()?.sum_all()?.to_scalar::<f32>()).map_err(ce)? as f64,
+        };
     }
     Ok(sq.sqrt())
 }
 
-/// Scale gradients so their global norm is at most `max_norm` (as `clip_grad_norm_`: factor
-/// max_norm / (norm + 1e-6) when below 1). Returns the norm before clipping.
+/// The factor that scales gradients of global norm `norm` to at most `max_norm` (as
+/// `clip_grad_norm_`: max_norm / (norm + 1e-6) when below 1; 1 when `max_norm` is 0).
+pub fn clip_factor(norm: f64, max_norm: f64) -> f64 {
+    let f = max_norm / (norm + 1e-6);
+    if max_norm > 0.0 && f < 1.0 { f } else { 1.0 }
+}
+
+/// Scale gradients so their global norm is at most `max_norm` (see [`clip_factor`]). Returns
+/// the norm before clipping.
 pub fn clip(grads: &mut BTreeMap<String, Tensor>, max_norm: f64) -> Result<f64> {
     let norm = global_norm(grads)?;
-    let f = max_norm / (norm + 1e-6);
-    if max_norm > 0.0 && f < 1.0 {
+    let f = clip_factor(norm, max_norm);
+    if f != 1.0 {
         for g in grads.values_mut() {
             *g = (&*g * f).map_err(ce)?;
         }
     }
     Ok(norm)
+}
+
+/// In-place CPU kernels of the AdamW update, in PyTorch's arithmetic: `m = b1 m + (1 - b1) g`,
+/// `v = b2 v + (1 - b2) g^2`, `p = p (1 - lr wd) - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`.
+mod fused {
+    use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Tensor};
+    use rayon::prelude::*;
+
+    const CHUNK: usize = 1 << 15;
+
+    fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+        match (s, l.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+            _ => candle_core::bail!("fused AdamW: expected a contiguous f32 tensor"),
+        }
+    }
+
+    fn slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout) -> candle_core::Result<&'a mut [f32]> {
+        match (s, l.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+            _ => candle_core::bail!("fused AdamW: expected a contiguous f32 tensor"),
+        }
+    }
+
+    /// A moment's update from the gradient times `scale` (squared for the second moment).
+    pub struct Moment {
+        pub beta: f32,
+        pub scale: f32,
+        pub square: bool,
+    }
+
+    impl InplaceOp2 for Moment {
+        fn name(&self) -> &'static str {
+            "adamw-moment"
+        }
+
+        fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+            let (m, g) = (slice_mut(s1, l1)?, slice(s2, l2)?);
+            if m.len() != g.len() {
+                candle_core::bail!("fused AdamW: moment of {} values, gradient of {}", m.len(), g.len());
+            }
+            let (b, rest, scale, square) = (self.beta, 1.0 - self.beta, self.scale, self.square);
+            m.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(m, g)| {
+                for (m, &g) in m.iter_mut().zip(g) {
+                    let g = g * scale;
+                    *m = b * *m + rest * if square { g * g } else { g };
+                }
+            });
+            Ok(())
+        }
+    }
+
+    /// The parameter's update from both moments.
+    pub struct Update {
+        /// 1 - lr * weight_decay (1 without decay).
+        pub decay: f32,
+        /// lr / (1 - beta1^t)
+        pub step: f32,
+        /// sqrt(1 - beta2^t)
+        pub bc2_sqrt: f32,
+        pub eps: f32,
+    }
+
+    impl InplaceOp3 for Update {
+        fn name(&self) -> &'static str {
+            "adamw-update"
+        }
+
+        fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<()> {
+            let (p, m, v) = (slice_mut(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+            if p.len() != m.len() || p.len() != v.len() {
+                candle_core::bail!("fused AdamW: parameter of {} values, moments of {} and {}", p.len(), m.len(), v.len());
+            }
+            let (decay, step, bc2_sqrt, eps) = (self.decay, self.step, self.bc2_sqrt, self.eps);
+            p.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK))).for_each(|(p, (m, v))| {
+                for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
+                    *p = *p * decay - step * m / (v.sqrt() / bc2_sqrt + eps);
+                }
+            });
+            Ok(())
+        }
+    }
+
+    /// The sum of squares of an f32 CPU tensor, read in place (None for other tensors).
+    pub fn sum_squares(t: &Tensor) -> Option<f64> {
+        let (s, l) = t.storage_and_layout();
+        let candle_core::Storage::Cpu(CpuStorage::F32(v)) = &*s else { return None };
+        let (a, b) = l.contiguous_offsets()?;
+        Some(v[a..b].par_chunks(CHUNK).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).sum())
+    }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint;
 use super::config::TrainConfig;
 use super::loss::{chunk_rows, head, loss_positions};
-use super::optim::{AdamW, clip, lr_factor};
+use super::optim::{AdamW, clip_factor, global_norm, lr_factor};
 use crate::error::{Context, Error, Result};
 use crate::model::CausalLm;
 use crate::shards::{Pack, ShardSet};
@@ -245,9 +245,9 @@ impl Trainer {
     /// One optimizer step: gradients, clipping, AdamW at `lr`. Returns the loss and the
     /// gradient norm before clipping.
     pub fn step(&mut self, packs: &[Pack], lr: f64) -> Result<(Nll, f64)> {
-        let (nll, mut grads) = self.gradients(packs)?;
-        let norm = clip(&mut grads, self.cfg.max_grad_norm)?;
-        self.opt.step(&grads, lr)?;
+        let (nll, grads) = self.gradients(packs)?;
+        let norm = global_norm(&grads)?;
+        self.opt.step_scaled(&grads, clip_factor(norm, self.cfg.max_grad_norm), lr)?;
         Ok((nll, norm))
     }
 }

@@ -87,3 +87,49 @@ fn length_filter_bounds_tokens_with_images() {
     let err = cotforge::spec::load(&spec).unwrap_err();
     assert!(err.to_string().contains("/no/tokenizer.json"), "{err}");
 }
+
+#[test]
+fn a_trained_task_tokenizer_keeps_the_template_special_tokens_after_its_vocabulary() {
+    use cotforge::pack::train_tokenizer::{TrainTokenizerArgs, fit_config, train_tokenizer};
+    let tmp = tempfile::tempdir().unwrap();
+    let files = cotforge::synth::corpus::arith_task(5, 60, 10, &tmp.path().join("arith")).unwrap();
+    let like = repo().join("fixtures/tokenizers/qwen2.5");
+    let out = tmp.path().join("tok");
+    let args = TrainTokenizerArgs { inputs: vec![files[0].clone()], columns: vec!["problem".into(), "answer".into()], vocab_size: 400, min_frequency: 2, like: like.clone(), out: out.clone() };
+    let total = train_tokenizer(&args).unwrap();
+    let tok = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
+    let template = tokenizers::Tokenizer::from_file(like.join("tokenizer.json")).unwrap();
+    let learned = tok.get_vocab_size(false);
+    assert!(learned > 256 && learned <= 400, "{learned} learned tokens");
+    let added = template.get_vocab_size(true) - template.get_vocab_size(false);
+    assert_eq!(total, learned + added);
+    // the special tokens follow the learned ones, in the template's order, and stay atomic
+    let pad = tok.token_to_id("<|image_pad|>").unwrap() as usize;
+    assert_eq!(pad - learned, template.token_to_id("<|image_pad|>").unwrap() as usize - template.get_vocab_size(false));
+    let enc = tok.encode("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>", false).unwrap();
+    assert_eq!(enc.get_tokens()[0], "<|im_start|>");
+    assert!(enc.get_ids().contains(&(pad as u32)));
+    // byte-level: any text round-trips, the corpus compresses, digits stay single tokens
+    let trace = "<think>\nThe red box shows 17 and the blue box shows 4. 17 + 4 = 21.\n</think>\n\\boxed{63} ünïcode";
+    let ids = tok.encode(trace, false).unwrap().get_ids().to_vec();
+    assert_eq!(tok.decode(&ids, false).unwrap(), trace);
+    assert!(ids.len() < trace.len() * 2 / 3, "{} tokens for {} bytes", ids.len(), trace.len());
+    let digits = tok.encode("1234", false).unwrap();
+    assert_eq!(digits.get_ids().len(), 4);
+    // the chat config names the special tokens by their new ids
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("tokenizer_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["added_tokens_decoder"][pad.to_string()]["content"], "<|image_pad|>");
+    assert!(cfg["chat_template"].as_str().unwrap().contains("<|im_start|>"));
+    // a model config fitted to it: vocabulary rounded up to 64, special ids from the tokenizer
+    let mut model = cotforge::model::init::preset("qwen2.5-vl-tiny").unwrap();
+    fit_config(&mut model, &out).unwrap();
+    let vocab = model["vocab_size"].as_u64().unwrap() as usize;
+    assert!(vocab >= total && vocab % 64 == 0 && vocab < total + 64);
+    assert_eq!(model["image_token_id"].as_u64(), Some(pad as u64));
+    assert_eq!(model["text_config"]["vocab_size"].as_u64(), Some(vocab as u64));
+    assert_eq!(model["eos_token_id"].as_u64(), tok.token_to_id("<|im_end|>").map(u64::from));
+    // a wrong column is an error naming it
+    let bad = TrainTokenizerArgs { columns: vec!["nope".into()], ..args };
+    let e = train_tokenizer(&bad).unwrap_err().to_string();
+    assert!(e.contains("nope"), "{e}");
+}
