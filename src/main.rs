@@ -233,6 +233,10 @@ enum Command {
         /// Output-layer chunk size (MiB of f32 logits), as `head_chunk_mib` in train.yaml.
         #[arg(long, default_value_t = 256)]
         head_chunk_mib: usize,
+        /// Keep the decoder's whole graph when its estimate fits this many MiB, else recompute
+        /// layers in the backward pass (`graph_budget_mib` in train.yaml).
+        #[arg(long, default_value_t = 1024)]
+        graph_budget_mib: usize,
     },
     /// Benchmark best-fit-decreasing packing on log-normal long-CoT lengths (median 2k
     /// tokens, p95 7k).
@@ -487,8 +491,8 @@ fn dispatch(cmd: Command) -> Result<()> {
             println!("checkpoint: {}\nmetrics: {}", s.checkpoint.display(), out.join("metrics.jsonl").display());
             Ok(())
         }
-        Command::BenchSft { config, tokens, segments, steps, head_chunk_mib } => {
-            print!("{}", cotforge::train::bench::bench_sft(&config, tokens, segments, steps, head_chunk_mib)?);
+        Command::BenchSft { config, tokens, segments, steps, head_chunk_mib, graph_budget_mib } => {
+            print!("{}", cotforge::train::bench::bench_sft(&config, tokens, segments, steps, head_chunk_mib, graph_budget_mib)?);
             Ok(())
         }
         Command::BenchModel { config, tokens, new_tokens, bf16 } => {

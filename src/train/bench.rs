@@ -31,12 +31,12 @@ pub fn bench_pack(tokens: usize, segments: usize, vocab: usize) -> Pack {
     }
 }
 
-pub fn bench_sft(config: &str, tokens: usize, segments: usize, steps: usize, head_chunk_mib: usize) -> Result<String> {
+pub fn bench_sft(config: &str, tokens: usize, segments: usize, steps: usize, head_chunk_mib: usize, graph_budget_mib: usize) -> Result<String> {
     let cfg = ModelConfig::from_json(&crate::model::init::preset(config)?).map_err(Error::Input)?;
     let vocab = cfg.text.vocab_size;
     let model = CausalLm::random(cfg, DType::F32, &Device::Cpu, 1)?;
     let params: usize = model.vars.values().map(|v| v.as_tensor().elem_count()).sum();
-    let train = TrainConfig { lr: 1e-5, packs_per_step: 1, head_chunk_mib, ..TrainConfig::default() };
+    let train = TrainConfig { lr: 1e-5, packs_per_step: 1, head_chunk_mib, graph_budget_mib, ..TrainConfig::default() };
     let mut t = Trainer::new(model, train)?;
     let pack = bench_pack(tokens, segments, vocab);
     let loss_tokens = t.nll(&crate::train::Row::of([&pack]))?.tokens;

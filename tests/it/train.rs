@@ -288,10 +288,15 @@ fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
     }
 }
 
+/// A quiet CPU run of `cfg` on the shards with the model's tokenizer.
+fn cpu_args(shards: &std::path::Path, model: &std::path::Path, out: std::path::PathBuf, cfg: &TrainConfig, resume: bool) -> cotforge::train::SftArgs {
+    cotforge::train::SftArgs { shards: shards.into(), model: model.into(), tokenizer: None, out, config: cfg.clone(), resume, progress: false, device: "cpu".into() }
+}
+
 #[test]
 fn a_resumed_run_continues_bit_identically_with_checkpoints_that_load() {
     use cotforge::train::config::EvalConfig;
-    use cotforge::train::sft::{SftArgs, run};
+    use cotforge::train::sft::run;
     let tmp = tempfile::tempdir().unwrap();
     let shards = text_shards(&tmp.path().join("data"), 40, 128);
     let n_packs = cotforge::shards::ShardSet::open(&shards, &repo().join("fixtures/tokenizers/qwen2.5")).unwrap().len();
@@ -307,16 +312,7 @@ fn a_resumed_run_continues_bit_identically_with_checkpoints_that_load() {
         eval: Some(EvalConfig { shards: Some(shards.clone()), generate: None, every: 3 }),
         ..TrainConfig::default()
     };
-    let args = |out: &str, cfg: &TrainConfig, resume: bool| SftArgs {
-        shards: shards.clone(),
-        model: model.clone(),
-        tokenizer: None,
-        out: tmp.path().join(out),
-        config: cfg.clone(),
-        resume,
-        progress: false,
-        device: "cpu".into(),
-    };
+    let args = |out: &str, cfg: &TrainConfig, resume: bool| cpu_args(&shards, &model, tmp.path().join(out), cfg, resume);
     let a = run(&args("a", &cfg, false)).unwrap();
     assert_eq!(a.steps, 6);
     let ckpts = cotforge::train::checkpoint::list(&tmp.path().join("a/checkpoints")).unwrap();
@@ -432,7 +428,7 @@ fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accura
     use cotforge::train::config::EvalConfig;
     use cotforge::train::eval::GenEvalConfig;
     use cotforge::train::optim::Schedule;
-    use cotforge::train::sft::{SftArgs, run};
+    use cotforge::train::sft::run;
     let tmp = tempfile::tempdir().unwrap();
     let shards = text_shards(&tmp.path().join("data"), 2, 256);
     let model = random_model(&tmp.path().join("model"));
@@ -554,22 +550,13 @@ fn lora_dropout_masks_are_replayed_by_the_recomputing_backward_pass() {
 
 #[test]
 fn a_resumed_lora_run_continues_bit_identically_from_base_and_adapters() {
-    use cotforge::train::sft::{SftArgs, run};
+    use cotforge::train::sft::run;
     let tmp = tempfile::tempdir().unwrap();
     let shards = text_shards(&tmp.path().join("data"), 24, 128);
     let model = random_model(&tmp.path().join("model"));
     let lora = cotforge::train::config::LoraConfig { rank: 2, alpha: 4.0, dropout: 0.1, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] };
     let cfg = TrainConfig { lr: 1e-2, max_steps: Some(4), packs_per_step: 2, save_every: 2, keep_last: 5, lora: Some(lora), ..TrainConfig::default() };
-    let args = |out: &str, model: &std::path::Path, resume: bool| SftArgs {
-        shards: shards.clone(),
-        model: model.to_path_buf(),
-        tokenizer: None,
-        out: tmp.path().join(out),
-        config: cfg.clone(),
-        resume,
-        progress: false,
-        device: "cpu".into(),
-    };
+    let args = |out: &str, model: &std::path::Path, resume: bool| cpu_args(&shards, model, tmp.path().join(out), &cfg, resume);
     let a = run(&args("a", &model, false)).unwrap();
     let ck = &a.checkpoint;
     let adapter_cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(ck.join("adapter_config.json")).unwrap()).unwrap();
