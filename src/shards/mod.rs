@@ -66,6 +66,10 @@ pub struct Manifest {
     pub tokenizer_sha256: String,
     pub template_sha256: String,
     pub image_token: String,
+    /// The tokenize stage's system prompt for traces without one (what generation prompts
+    /// for evaluation need to match training).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
     pub min_pixels: u64,
     pub max_pixels: u64,
     /// blake3 of the pipeline spec that made the shards.
@@ -94,6 +98,7 @@ pub fn schema_json() -> String {
         "tokenizer_sha256": "sha256 of its tokenizer.json; readers refuse another tokenizer",
         "template_sha256": "sha256 of the chat template source; readers refuse another template",
         "image_token": "the pad token images were expanded to",
+        "system": "the tokenize stage's system prompt for traces without one (absent: none)",
         "min_pixels": "Qwen2-VL image policy lower bound",
         "max_pixels": "Qwen2-VL image policy upper bound",
         "spec_blake3": "blake3 of the pipeline spec",

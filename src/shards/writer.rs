@@ -345,6 +345,7 @@ pub fn write_shards(
         tokenizer_sha256,
         template_sha256,
         image_token: tok.image_token.clone(),
+        system: tok.system.clone(),
         min_pixels: tok.min_pixels,
         max_pixels: tok.max_pixels,
         spec_blake3: spec_blake3.to_string(),

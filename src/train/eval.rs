@@ -52,8 +52,21 @@ pub struct GenReport {
     /// Continuations that hit `max_new_tokens` without a stop token.
     pub truncated: usize,
     pub mean_new_tokens: f64,
-    /// Per prompt: id, whether it was right, the extracted answer.
-    pub results: Vec<(String, bool, Option<String>)>,
+    /// Per prompt, in order.
+    pub results: Vec<GenResult>,
+}
+
+/// One prompt's continuation and its verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenResult {
+    pub id: String,
+    pub reference: String,
+    /// The final answer found in the continuation.
+    pub extracted: Option<String>,
+    pub correct: bool,
+    pub new_tokens: usize,
+    pub truncated: bool,
+    pub text: String,
 }
 
 /// Greedy continuations of the prompts, `batch` at a time, stopped at the tokenizer's end of
@@ -68,13 +81,20 @@ pub fn accuracy(model: &CausalLm, tokenizer: &tokenizers::Tokenizer, prompts: &[
         let outs = model.generate(&ps, &opts)?;
         for (p, out) in chunk.iter().zip(outs) {
             total_new += out.len();
-            if !out.last().is_some_and(|t| stop.contains(t)) {
-                report.truncated += 1;
-            }
+            let truncated = !out.last().is_some_and(|t| stop.contains(t));
+            report.truncated += truncated as usize;
             let text = tokenizer.decode(&out, true).map_err(|e| Error::Run(format!("decoding: {e}")))?;
             let v = crate::verify::verify(&p.reference, &text);
             report.correct += v.equal as usize;
-            report.results.push((p.id.clone(), v.equal, v.pred_extracted));
+            report.results.push(GenResult {
+                id: p.id.clone(),
+                reference: p.reference.clone(),
+                extracted: v.pred_extracted,
+                correct: v.equal,
+                new_tokens: out.len(),
+                truncated,
+                text,
+            });
         }
     }
     report.accuracy = if prompts.is_empty() { 0.0 } else { report.correct as f64 / prompts.len() as f64 };
@@ -93,7 +113,8 @@ pub struct GenEvalConfig {
     pub limit: Option<usize>,
     #[serde(default = "default_new_tokens")]
     pub max_new_tokens: usize,
-    /// System prompt for traces without one (use the one the training data had).
+    /// System prompt for traces without one (default: the one the shards were tokenized
+    /// with, from their manifest).
     #[serde(default)]
     pub system: Option<String>,
     /// Prompts decoded together.

@@ -459,10 +459,18 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
             if let Some(g) = &ev.generate {
                 let (prompts, tokenizer) = match &gen_prompts {
                     Some(p) => p,
-                    None => gen_prompts.insert(super::eval::load_prompts(&g.run, &tok_dir, g.system.clone(), &trainer.model, g.limit)?),
+                    None => {
+                        // as the shards were rendered, unless the config says otherwise
+                        let system = g.system.clone().or_else(|| shards.manifest.system.clone());
+                        gen_prompts.insert(super::eval::load_prompts(&g.run, &tok_dir, system, &trainer.model, g.limit)?)
+                    }
                 };
                 let r = super::eval::accuracy(&trainer.model, tokenizer, prompts, g.max_new_tokens, g.batch)?;
                 last_accuracy = Some(r.accuracy);
+                let lines: String = r.results.iter().map(|x| format!("{}\n", serde_json::json!(x))).collect();
+                let dir = args.out.join("eval");
+                std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+                crate::pipeline::io::atomic_write(&dir.join(format!("generate-step-{step:07}.jsonl")), lines.as_bytes(), 0)?;
                 metrics_line(
                     &metrics,
                     &serde_json::json!({"split": "eval_generate", "step": step, "accuracy": r.accuracy, "correct": r.correct,

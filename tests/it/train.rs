@@ -245,7 +245,7 @@ fn text_shards(dir: &std::path::Path, rows: usize, max_length: usize) -> std::pa
     }
     std::fs::write(dir.join("train.jsonl"), jsonl).unwrap();
     let spec = format!(
-        "name: sft\ninputs:\n  - path: {}\n    format: jsonl\n    layout: columns\n    columns: {{prompt: prompt, response: response, reference: reference}}\n    source: arith\nstages:\n  - tokenize:\n      tokenizer: {}\n  - pack: {{max_length: {max_length}, row_group_packs: 2}}\noutput:\n  dir: o\n",
+        "name: sft\ninputs:\n  - path: {}\n    format: jsonl\n    layout: columns\n    columns: {{prompt: prompt, response: response, reference: reference}}\n    source: arith\nstages:\n  - tokenize:\n      tokenizer: {}\n      system: Think step by step.\n  - pack: {{max_length: {max_length}, row_group_packs: 2}}\noutput:\n  dir: o\n",
         dir.join("train.jsonl").display(),
         repo().join("fixtures/tokenizers/qwen2.5").display()
     );
@@ -434,10 +434,15 @@ fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accura
     let model = random_model(&tmp.path().join("model"));
     let tok = repo().join("fixtures/tokenizers/qwen2.5");
     let m = CausalLm::load(&model, DType::F32, &Device::Cpu).unwrap();
-    // the eval prompt of a trace is its training sample up to the first loss token
-    let (prompts, tokenizer) = cotforge::train::eval::load_prompts(&tmp.path().join("data/run"), &tok, None, &m, None).unwrap();
+    // the eval prompt of a trace is its training sample up to the first loss token, with the
+    // system prompt the manifest records (run() uses it when the config names none)
+    let set = cotforge::shards::ShardSet::open(&shards, &tok).unwrap();
+    assert_eq!(set.manifest.system.as_deref(), Some("Think step by step."));
+    let (prompts, tokenizer) = cotforge::train::eval::load_prompts(&tmp.path().join("data/run"), &tok, set.manifest.system.clone(), &m, None).unwrap();
     assert_eq!(prompts.len(), 2);
-    let packs = cotforge::shards::ShardSet::open(&shards, &tok).unwrap().read_all().unwrap();
+    let (plain, _) = cotforge::train::eval::load_prompts(&tmp.path().join("data/run"), &tok, None, &m, None).unwrap();
+    assert_ne!(plain[0].prompt.ids, prompts[0].prompt.ids);
+    let packs = set.read_all().unwrap();
     for p in &prompts {
         let pack = packs.iter().find(|k| k.sample_ids.contains(&p.id)).expect("the trace was packed");
         let s = pack.sample_ids.iter().position(|x| x == &p.id).unwrap();
@@ -461,7 +466,7 @@ fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accura
         }),
         ..TrainConfig::default()
     };
-    let args = SftArgs { shards, model, tokenizer: None, out: tmp.path().join("sft"), config: cfg, resume: false, progress: false, device: "cpu".into() };
+    let args = cpu_args(&shards, &model, tmp.path().join("sft"), &cfg, false);
     let s = run(&args).unwrap();
     assert_eq!(s.eval_accuracy, Some(1.0), "memorised prompts are answered right");
     let lines = train_lines(&tmp.path().join("sft/metrics.jsonl"));
@@ -469,6 +474,15 @@ fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accura
     assert_eq!(evals.len(), 2);
     assert_eq!(evals[1]["correct"], 2);
     assert_eq!(evals[1]["truncated"], 0, "the continuations end at <|im_end|>");
+    // each evaluation's continuations, with their verdicts
+    let out = std::fs::read_to_string(tmp.path().join("sft/eval/generate-step-0000060.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!((r["correct"].as_bool(), r["truncated"].as_bool()), (Some(true), Some(false)), "{r}");
+        assert_eq!(r["extracted"], r["reference"]);
+        assert!(r["text"].as_str().unwrap().contains("\\boxed{"), "{r}");
+    }
 }
 
 fn lora_config(dropout: f64) -> TrainConfig {
