@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::config::TextConfig;
 use super::lora::{Lora, Proj, TARGETS};
-use super::ops::{accumulate_dtype, linear, rms_norm, rope, silu, softmax_last_dim};
+use super::ops::{accumulate_dtype, causal_softmax, linear, rms_norm, rope, silu, softmax_last_dim};
 use super::weights::Weights;
 use crate::error::{Error, Result};
 
@@ -194,7 +194,7 @@ impl TextModel {
     }
 
     /// Check a row's sizes and prepare what all its layers share: the rotary tables
-    /// (L, 1, head_dim) and the query blocks of its segments with their causal masks.
+    /// (L, 1, head_dim) and the query blocks of its segments.
     fn plan(&self, x: &Tensor, pos: &Positions, segments: &[usize]) -> Result<RowPlan> {
         let l = x.dim(0).map_err(ce)?;
         if segments.iter().sum::<usize>() != l || pos.iter().any(|p| p.len() != l) {
@@ -208,7 +208,7 @@ impl TextModel {
             let mut b0 = 0;
             while b0 < len {
                 let b1 = (b0 + rows).min(len);
-                blocks.push(QueryBlock { start, len, b0, b1, mask: causal_mask(b1 - b0, b0, &self.device)? });
+                blocks.push(QueryBlock { start, len, b0, b1 });
                 b0 = b1;
             }
             start += len;
@@ -329,7 +329,7 @@ impl TextModel {
 
     /// Attention of one query block, with q, k and v holding its segment from row `at`.
     fn attend_block(&self, q: &Tensor, k: &Tensor, v: &Tensor, at: usize, b: &QueryBlock) -> candle_core::Result<Tensor> {
-        self.attend_one(&q.narrow(0, at + b.b0, b.b1 - b.b0)?, &k.narrow(0, at, b.b1)?, &v.narrow(0, at, b.b1)?, &b.mask)
+        self.attend_one(&q.narrow(0, at + b.b0, b.b1 - b.b0)?, &k.narrow(0, at, b.b1)?, &v.narrow(0, at, b.b1)?, Mask::Causal(b.b0))
     }
 
     /// The forward pass of training, recording no graph: the final hidden states before the
@@ -448,11 +448,11 @@ impl TextModel {
         Ok((rope(&q, cos, sin)?, rope(&k, cos, sin)?, v))
     }
 
-    /// Attention of queries q (B, n, heads, hd) over keys and values (B, t, kv heads, hd) with
-    /// an additive f32 mask broadcastable to (B, kv heads, group, n, t); returns
+    /// Attention of queries q (B, n, heads, hd) over keys and values (B, t, kv heads, hd) under
+    /// a [`Mask`] (causal ones run as the fused [`causal_softmax`]); returns
     /// (B, n, heads * hd). The query heads sharing a kv head are stacked as rows, so keys and
     /// values are never repeated per head.
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Mask<'_>) -> candle_core::Result<Tensor> {
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let (b, n, t) = (q.dim(0)?, q.dim(1)?, k.dim(1)?);
@@ -461,15 +461,19 @@ impl TextModel {
         let ks = k.transpose(1, 2)?.contiguous()?; // (B, nkv, t, hd)
         let vs = v.transpose(1, 2)?.contiguous()?;
         let acc = accumulate_dtype(vs.dtype());
-        let scores = (qs.matmul(&ks.t()?)? * (1.0 / (hd as f64).sqrt()))?.to_dtype(acc)?.reshape((b, nkv, group, n, t))?;
-        let scores = scores.broadcast_add(&mask.to_dtype(acc)?)?;
-        let p = softmax_last_dim(&scores)?.to_dtype(vs.dtype())?.reshape((b, nkv, group * n, t))?;
+        let scores = qs.matmul(&ks.t()?)?.reshape((b, nkv, group, n, t))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let p = match mask {
+            Mask::Causal(offset) => causal_softmax(&scores, scale, offset)?,
+            Mask::Additive(m) => softmax_last_dim(&(scores * scale)?.to_dtype(acc)?.broadcast_add(&m.to_dtype(acc)?)?)?,
+        };
+        let p = p.to_dtype(vs.dtype())?.reshape((b, nkv, group * n, t))?;
         p.matmul(&vs)?.reshape((b, nh, n, hd))?.transpose(1, 2)?.reshape((b, n, nh * hd))
     }
 
     /// [`Self::attend`] for one sequence: q (n, heads, hd), k and v (t, kv heads, hd), mask
     /// (n, t); returns (n, heads * hd).
-    fn attend_one(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    fn attend_one(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Mask<'_>) -> candle_core::Result<Tensor> {
         self.attend(&q.unsqueeze(0)?, &k.unsqueeze(0)?, &v.unsqueeze(0)?, mask)?.squeeze(0)
     }
 
@@ -484,7 +488,6 @@ impl TextModel {
         let past = cache.len;
         let (cos, sin) = self.rope_tables(pos)?;
         let (cos, sin) = (cos.unsqueeze(1).map_err(ce)?, sin.unsqueeze(1).map_err(ce)?);
-        let mask = causal_mask(n, past, &self.device)?;
         let mut x = x.clone();
         for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let step = (|| -> candle_core::Result<Tensor> {
@@ -494,7 +497,7 @@ impl TextModel {
                     Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 0)?, Tensor::cat(&[&pv, &v], 0)?),
                     None => (k, v),
                 };
-                let o = layer.o.forward(&self.attend_one(&q, &k, &v, &mask)?, self.dropout_seed)?;
+                let o = layer.o.forward(&self.attend_one(&q, &k, &v, Mask::Causal(past))?, self.dropout_seed)?;
                 *slot = Some((k.detach(), v.detach()));
                 self.mlp_residual(layer, &(&x + o)?)
             })()
@@ -528,7 +531,7 @@ impl TextModel {
                 let (q, k, v) = self.project(layer, &r, &cos, &sin)?; // (B, heads, hd)
                 *ck = Tensor::cat(&[&*ck, &k.unsqueeze(1)?.detach()], 1)?;
                 *cv = Tensor::cat(&[&*cv, &v.unsqueeze(1)?.detach()], 1)?;
-                let o = self.attend(&q.unsqueeze(1)?, ck, cv, &mask)?.squeeze(1)?;
+                let o = self.attend(&q.unsqueeze(1)?, ck, cv, Mask::Additive(&mask))?.squeeze(1)?;
                 x = self.mlp_residual(layer, &(&x + layer.o.forward(&o, self.dropout_seed)?)?)?;
             }
             let h = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
@@ -600,13 +603,21 @@ struct RowPlan {
 }
 
 /// A block of query rows [b0, b1) of the segment of `len` rows that starts at row `start`;
-/// its keys are the segment's rows [0, b1), under a causal mask (b1 - b0, b1).
+/// its keys are the segment's rows [0, b1), causally (query row i sees keys up to b0 + i).
 struct QueryBlock {
     start: usize,
     len: usize,
     b0: usize,
     b1: usize,
-    mask: Tensor,
+}
+
+/// Which keys each query sees in [`TextModel::attend`].
+#[derive(Clone, Copy)]
+enum Mask<'a> {
+    /// An additive f32 mask broadcastable to the scores (B, kv heads, group, n, t).
+    Additive(&'a Tensor),
+    /// Query row i sees keys j <= offset + i.
+    Causal(usize),
 }
 
 /// What the training forward pass keeps of one layer (see [`TextModel::forward_stored`]).
@@ -625,13 +636,6 @@ pub struct KvCache {
     pub len: usize,
 }
 
-/// (n, past + n) additive f32 mask for n new tokens after `past` cached ones: token i sees
-/// the cache and the new tokens up to itself (0), not those after it (-inf).
-fn causal_mask(n: usize, past: usize, device: &Device) -> Result<Tensor> {
-    let t = past + n;
-    let v: Vec<f32> = (0..n * t).map(|i| if i % t > past + i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
-    Tensor::from_vec(v, (n, t), device).map_err(ce)
-}
 
 /// The Hugging Face submodule of a projection: `mlp` or `self_attn`.
 fn module_group(name: &str) -> &'static str {

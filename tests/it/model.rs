@@ -355,3 +355,37 @@ fn attention_in_query_blocks_gives_the_same_logits() {
         }
     }
 }
+
+#[test]
+fn the_fused_causal_softmax_equals_the_masked_composite_forward_and_backward() {
+    use cotforge::model::ops::{causal_softmax, softmax_last_dim};
+    // scores (2, 3, n, t) from a fixed pattern; offsets: a first block, a later block, and
+    // more keys than the block needs (decoding after a cache)
+    for (n, t, offset) in [(5, 5, 0), (4, 9, 5), (3, 7, 2)] {
+        let len = 2 * 3 * n * t;
+        let x = (Tensor::arange(0u32, len as u32, &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap() * 0.731).unwrap().sin().unwrap();
+        let x = (x * 3.0).unwrap().reshape((2, 3, n, t)).unwrap();
+        let dy = (Tensor::arange(0u32, len as u32, &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap() * 1.37).unwrap().cos().unwrap().reshape((2, 3, n, t)).unwrap();
+        let scale = 0.35;
+        let mask: Vec<f32> = (0..n * t).map(|k| if k % t > offset + k / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(mask, (n, t), &Device::Cpu).unwrap();
+        let run = |fused: bool| {
+            let v = candle_core::Var::from_tensor(&x).unwrap();
+            let y = if fused {
+                causal_softmax(v.as_tensor(), scale, offset).unwrap()
+            } else {
+                softmax_last_dim(&(v.as_tensor() * scale).unwrap().broadcast_add(&mask).unwrap()).unwrap()
+            };
+            let g = (&y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+            (y, g.get(v.as_tensor()).unwrap().clone())
+        };
+        let (y1, g1) = run(true);
+        let (y0, g0) = run(false);
+        assert!(max_abs_diff(&y1, &y0) < 1e-6, "n {n} t {t} offset {offset}: outputs");
+        assert!(max_abs_diff(&g1, &g0) < 1e-6, "n {n} t {t} offset {offset}: gradients");
+        // masked keys get exactly zero probability, and each row sums to one
+        let row0: Vec<f32> = y1.flatten_all().unwrap().to_vec1().unwrap()[..t].to_vec();
+        assert!(row0[offset + 1..].iter().all(|&p| p == 0.0), "{row0:?}");
+        assert!((row0.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    }
+}
