@@ -77,6 +77,39 @@ enum Command {
         #[arg(long, requires = "tokenizer")]
         fit_tokenizer: bool,
     },
+    /// Generation accuracy of a model on the prompts of a curated run: greedy continuations
+    /// (KV cache, batched) checked against the references by the verifier. Prints a summary
+    /// line (JSON) and writes every continuation with its verdict to --out (JSONL).
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        /// Curated run directory (from `cotforge run`) whose traces have references.
+        #[arg(long)]
+        prompts: PathBuf,
+        /// Per-prompt results (JSONL).
+        #[arg(long)]
+        out: PathBuf,
+        /// Tokenizer directory (default: the model directory).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// System prompt for traces without one.
+        #[arg(long)]
+        system: Option<String>,
+        /// Shards the model was trained on: the system prompt they were rendered with is used
+        /// unless --system is given.
+        #[arg(long)]
+        shards: Option<PathBuf>,
+        /// At most this many prompts (the first ones).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value_t = 1024)]
+        max_new_tokens: usize,
+        /// Prompts decoded together.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Train a small byte-level BPE tokenizer on text columns of Parquet files, shaped like a
     /// template tokenizer (pre-tokenizer, special tokens, chat template): writes
     /// OUT/tokenizer.json and OUT/tokenizer_config.json.
@@ -308,7 +341,7 @@ enum TrainCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Train(_) | Command::BenchSft { .. } | Command::BenchModel { .. } | Command::Logits { .. }) {
+    if matches!(cli.command, Command::Train(_) | Command::Eval { .. } | Command::BenchSft { .. } | Command::BenchModel { .. } | Command::Logits { .. }) {
         keep_freed_pages();
     }
     match dispatch(cli.command) {
@@ -463,6 +496,14 @@ fn dispatch(cmd: Command) -> Result<()> {
             let m = cotforge::model::init::write_random(&out, &value, tokenizer.as_deref(), seed)?;
             let params: usize = m.vars.values().map(|v| v.as_tensor().elem_count()).sum();
             println!("{} parameters -> {}", params, out.display());
+            Ok(())
+        }
+        Command::Eval { model, prompts, out, tokenizer, system, shards, limit, max_new_tokens, batch, device } => {
+            let args = cotforge::train::eval::EvalArgs { model, prompts, tokenizer, system, shards, limit, max_new_tokens, batch, device };
+            let r = cotforge::train::eval::evaluate(&args)?;
+            cotforge::pipeline::io::atomic_write(&out, r.results_jsonl().as_bytes(), 0)?;
+            let summary = serde_json::json!({"prompts": r.prompts, "correct": r.correct, "accuracy": r.accuracy, "truncated": r.truncated, "mean_new_tokens": r.mean_new_tokens});
+            println!("{summary}");
             Ok(())
         }
         Command::TrainTokenizer { input, columns, vocab_size, min_frequency, like, out } => {

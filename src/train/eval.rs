@@ -56,6 +56,13 @@ pub struct GenReport {
     pub results: Vec<GenResult>,
 }
 
+impl GenReport {
+    /// The per-prompt results, a JSON line each.
+    pub fn results_jsonl(&self) -> String {
+        self.results.iter().map(|x| format!("{}\n", serde_json::json!(x))).collect()
+    }
+}
+
 /// One prompt's continuation and its verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenResult {
@@ -100,6 +107,37 @@ pub fn accuracy(model: &CausalLm, tokenizer: &tokenizers::Tokenizer, prompts: &[
     report.accuracy = if prompts.is_empty() { 0.0 } else { report.correct as f64 / prompts.len() as f64 };
     report.mean_new_tokens = if prompts.is_empty() { 0.0 } else { total_new as f64 / prompts.len() as f64 };
     Ok(report)
+}
+
+/// What `cotforge eval` is told.
+#[derive(Debug, Clone)]
+pub struct EvalArgs {
+    pub model: PathBuf,
+    /// A curated run directory with the prompts and references.
+    pub prompts: PathBuf,
+    /// Tokenizer directory (default: the model directory).
+    pub tokenizer: Option<PathBuf>,
+    pub system: Option<String>,
+    /// Shards the model was trained on: their manifest's system prompt when `system` is None.
+    pub shards: Option<PathBuf>,
+    pub limit: Option<usize>,
+    pub max_new_tokens: usize,
+    pub batch: usize,
+    pub device: String,
+}
+
+/// Load a model and measure its generation accuracy on a run's prompts.
+pub fn evaluate(args: &EvalArgs) -> Result<GenReport> {
+    let device = crate::model::device(&args.device)?;
+    let tok_dir = args.tokenizer.clone().unwrap_or_else(|| args.model.clone());
+    let system = match (&args.system, &args.shards) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(dir)) => crate::shards::ShardSet::open(dir, &tok_dir)?.manifest.system.clone(),
+        (None, None) => None,
+    };
+    let model = CausalLm::load(&args.model, candle_core::DType::F32, &device)?;
+    let (prompts, tokenizer) = load_prompts(&args.prompts, &tok_dir, system, &model, args.limit)?;
+    accuracy(&model, &tokenizer, &prompts, args.max_new_tokens, args.batch)
 }
 
 /// Settings of a generation evaluation (in `eval:` of train.yaml).

@@ -467,7 +467,7 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
                 };
                 let r = super::eval::accuracy(&trainer.model, tokenizer, prompts, g.max_new_tokens, g.batch)?;
                 last_accuracy = Some(r.accuracy);
-                let lines: String = r.results.iter().map(|x| format!("{}\n", serde_json::json!(x))).collect();
+                let lines = r.results_jsonl();
                 let dir = args.out.join("eval");
                 std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
                 crate::pipeline::io::atomic_write(&dir.join(format!("generate-step-{step:07}.jsonl")), lines.as_bytes(), 0)?;

@@ -483,6 +483,17 @@ fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accura
         assert_eq!(r["extracted"], r["reference"]);
         assert!(r["text"].as_str().unwrap().contains("\\boxed{"), "{r}");
     }
+    // `cotforge eval` on the checkpoint, with the shards' system prompt, agrees
+    let results = tmp.path().join("eval.jsonl");
+    let o = crate::common::cli(
+        &["eval", "--model", s.checkpoint.to_str().unwrap(), "--prompts", tmp.path().join("data/run").to_str().unwrap(), "--shards", shards.to_str().unwrap(),
+          "--out", results.to_str().unwrap(), "--max-new-tokens", "40", "--batch", "2"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((summary["correct"].as_u64(), summary["prompts"].as_u64()), (Some(2), Some(2)), "{summary}");
+    assert_eq!(std::fs::read_to_string(&results).unwrap(), out, "the same continuations as the run's own evaluation");
 }
 
 fn lora_config(dropout: f64) -> TrainConfig {
