@@ -667,8 +667,19 @@ pub fn synth(opts: &SynthOptions, progress: &indicatif::ProgressBar) -> Result<S
     })
 }
 
-/// `--task arith`: a clean, learnable train/test task. Each row has a short-answer and a
-/// long-CoT version of the solution.
+/// Whether an arithmetic scene's question (its red, blue and green digits) belongs to the
+/// held-out test split: a fixed share (about a sixth) of the triples, chosen by hash.
+pub fn arith_held_out(numbers: &[(render::Colour, i64)]) -> bool {
+    let key: Vec<u8> = numbers.iter().take(3).map(|&(_, v)| v as u8).collect();
+    xxhash_rust::xxh3::xxh3_64(&key) % 6 == 0
+}
+
+/// `--task arith`: a clean, learnable train/test task. Each row's image holds four digits
+/// 1-5 in coloured boxes (112 x 28 pixels: one merged vision token per box); the question asks
+/// for (sum of the first two boxes) x (the third box), the fourth is read and left out. Each row has a short-answer and a
+/// long-CoT version of the solution (the readings and the two steps, then the boxed answer).
+/// The splits hold disjoint (red, blue, green) triples ([`arith_held_out`]): a test answer
+/// needs the reading and the arithmetic, not recall of a question seen in training.
 pub fn arith_task(seed: u64, train: usize, test: usize, out: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for (split, n, stream) in [("train", train, 10u64), ("test", test, 11u64)] {
@@ -676,16 +687,24 @@ pub fn arith_task(seed: u64, train: usize, test: usize, out: &Path) -> Result<Ve
             .into_par_iter()
             .map(|i| {
                 let mut rng = Rng::for_item(seed, stream, i);
-                let scene = render::random_scene(&mut rng, SceneKind::ArithBoxes);
-                let (w, h) = (rng.range(96, 160) as u32, rng.range(64, 120) as u32);
-                let pix = render::render(&scene, w, h, &mut rng);
+                let scene = loop {
+                    let scene = render::random_scene(&mut rng, SceneKind::ArithBoxes);
+                    if let Scene::ArithBoxes { numbers } = &scene {
+                        if arith_held_out(numbers) == (split == "test") {
+                            break scene;
+                        }
+                    }
+                };
+                // one 28 x 28 cell per box: each box is one merged vision token
+                let pix = render::render(&scene, 28 * render::ARITH_COLOURS.len() as u32, 28, &mut rng);
                 let bytes = render::encode_png(&pix);
                 let name = format!("{}.png", &blake3::hash(&bytes).to_hex()[..16]);
                 let p = text::problem_for(&scene, &mut rng);
-                let words = rng.range(60, 200) as usize;
-                let long = text::long_trace(&p, &p.answer, words, &mut rng);
+                let long = text::arith_trace(&p, 0, &mut rng);
+                // the image last, right before the answer: the readings sit at a fixed, short
+                // distance from its cells
                 let row = Row {
-                    problem: prompt_for(1, &p.question),
+                    problem: format!("{}\n<image>", p.question),
                     response: long,
                     solution: p.answer.plain(),
                     images: vec![Img { bytes, name }],

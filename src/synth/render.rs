@@ -133,12 +133,9 @@ pub enum Scene {
     Clock { hour: u32, minute: u32 },
     /// A figure outline with each side's length written next to it (see [`GeoKind`]).
     Geometry { kind: GeoKind, sides: Vec<u32> },
-    /// Numbers in filled coloured boxes (white text), plus `circles` small black circles in a
-    /// row below them.
-    ArithBoxes {
-        numbers: Vec<(Colour, i64)>,
-        circles: u32,
-    },
+    /// Numbers in filled coloured boxes (white text), side by side in equal cells across the
+    /// image: at 28 x 28 pixels a cell is exactly one merged vision token.
+    ArithBoxes { numbers: Vec<(Colour, i64)> },
 }
 
 /// The variant of a [`Scene`], for choosing what [`random_scene`] makes.
@@ -292,8 +289,8 @@ fn sample_sorted(rng: &mut Rng, len: usize, n: usize) -> Vec<usize> {
 /// bar charts have 3-7 bars valued 1-99; shapes have 2-4 distinct (shape, colour) groups of
 /// 1-5 each (at most 20 in all); tables have 2-4 columns and 2-5 rows of values 0-999; clocks
 /// show a whole five minutes; geometry sides are 2-40 long and right triangles use
-/// Pythagorean triples; arithmetic scenes have 2-4 boxes (distinct colours, values 1-20) and
-/// 0-5 circles.
+/// Pythagorean triples; arithmetic scenes have 4 boxes coloured red, blue, green, orange from
+/// left to right ([`ARITH_COLOURS`]), each holding a digit 1-[`ARITH_MAX_DIGIT`].
 pub fn random_scene(rng: &mut Rng, kind: SceneKind) -> Scene {
     match kind {
         SceneKind::BarChart => {
@@ -360,19 +357,9 @@ pub fn random_scene(rng: &mut Rng, kind: SceneKind) -> Scene {
             };
             Scene::Geometry { kind, sides }
         }
-        SceneKind::ArithBoxes => {
-            let mut colours = Colour::ALL;
-            shuffle(rng, &mut colours);
-            let n = rng.range(2, 4) as usize;
-            let numbers = colours[..n]
-                .iter()
-                .map(|&c| (c, rng.range(1, 20)))
-                .collect();
-            Scene::ArithBoxes {
-                numbers,
-                circles: rng.range(0, 5) as u32,
-            }
-        }
+        SceneKind::ArithBoxes => Scene::ArithBoxes {
+            numbers: ARITH_COLOURS.iter().map(|&c| (c, rng.range(1, ARITH_MAX_DIGIT))).collect(),
+        },
     }
 }
 
@@ -661,9 +648,7 @@ pub fn render(scene: &Scene, width: u32, height: u32, rng: &mut Rng) -> RgbImage
         Scene::Table { headers, rows } => draw_table(&mut cv, &f, headers, rows),
         Scene::Clock { hour, minute } => draw_clock(&mut cv, &f, *hour, *minute),
         Scene::Geometry { kind, sides } => draw_geometry(&mut cv, &f, rng, *kind, sides),
-        Scene::ArithBoxes { numbers, circles } => {
-            draw_arith_boxes(&mut cv, &f, rng, numbers, *circles)
-        }
+        Scene::ArithBoxes { numbers } => draw_arith_boxes(&mut cv, numbers),
     }
     img
 }
@@ -1005,51 +990,30 @@ fn draw_geometry(cv: &mut Canvas, f: &Frame, rng: &mut Rng, kind: GeoKind, sides
     }
 }
 
-/// Circles drawn at most (random scenes have at most 5).
-const MAX_CIRCLES: u32 = 60;
+/// The arithmetic task's box colours, left to right.
+pub const ARITH_COLOURS: [Colour; 4] = [Colour::Red, Colour::Blue, Colour::Green, Colour::Orange];
 
-fn draw_arith_boxes(
-    cv: &mut Canvas,
-    f: &Frame,
-    rng: &mut Rng,
-    numbers: &[(Colour, i64)],
-    circles: u32,
-) {
-    let m = f.margin;
-    let aw = (f.w - 2.0 * m).max(1.0);
-    let circles = circles.min(MAX_CIRCLES);
-    let boxes_h = (f.h - 2.0 * m).max(1.0) * if circles > 0 { 0.62 } else { 1.0 };
+/// The largest digit in an arithmetic box: 1-5 keeps the task's tables (25 sums, 45 products)
+/// small enough for a tiny model to learn on a CPU in minutes, and leaves 125 questions to
+/// split between train and test.
+pub const ARITH_MAX_DIGIT: i64 = 5;
+
+/// Boxes in equal cells across the whole image, each inset by a tenth of the cell, with its
+/// number in white at the largest scale that fits.
+fn draw_arith_boxes(cv: &mut Canvas, numbers: &[(Colour, i64)]) {
     let n = numbers.len();
-    if n > 0 {
-        let b = (aw / (n as f64 * 1.35)).min(boxes_h * 0.75).max(2.0);
-        let gap = (aw - n as f64 * b) / (n as f64 + 1.0);
-        let slack = (boxes_h - b).max(0.0);
-        let y = m + slack * (0.35 + 0.3 * rng.f64());
-        let texts: Vec<String> = numbers.iter().map(|(_, v)| v.to_string()).collect();
-        let pref = ((b * 0.5 / f64::from(font::GLYPH_H)).floor() as u32).max(1);
-        let ts = fit_scale(
-            widest(texts.iter().map(String::as_str)),
-            b * 0.8,
-            b * 0.6,
-            pref,
-        );
-        for (i, ((colour, _), text)) in numbers.iter().zip(&texts).enumerate() {
-            let x = m + gap + i as f64 * (b + gap);
-            cv.rect(x, y, b, b, colour.rgb().0);
-            cv.text_centred(x + b / 2.0, y + b / 2.0, text, ts, WHITE);
-        }
+    if n == 0 {
+        return;
     }
-    if circles > 0 {
-        let top = m + boxes_h;
-        let region = (f.h - m - top).max(1.0);
-        let count = f64::from(circles);
-        let r = (region * 0.22).min(aw / (count * 3.0)).max(1.0);
-        let spacing = 3.0 * r;
-        let x0 = f.w / 2.0 - spacing * (count - 1.0) / 2.0;
-        let cy = top + region / 2.0;
-        for i in 0..circles {
-            cv.disc(x0 + spacing * f64::from(i), cy, r, Colour::Black.rgb().0);
-        }
+    let (w, h) = (f64::from(cv.w), f64::from(cv.h));
+    let cell = w / n as f64;
+    let (ix, iy) = (cell * 0.1, h * 0.1);
+    let texts: Vec<String> = numbers.iter().map(|(_, v)| v.to_string()).collect();
+    let ts = fit_scale(widest(texts.iter().map(String::as_str)), cell - 2.0 * ix, h - 2.0 * iy, u32::MAX);
+    for (i, ((colour, _), text)) in numbers.iter().zip(&texts).enumerate() {
+        let x = i as f64 * cell;
+        cv.rect(x + ix, iy, cell - 2.0 * ix, h - 2.0 * iy, colour.rgb().0);
+        cv.text_centred(x + cell / 2.0, h / 2.0, text, ts, WHITE);
     }
 }
 
@@ -1174,13 +1138,9 @@ mod tests {
                 kind: GeoKind::RightTriangle,
                 sides: vec![3],
             },
-            Scene::ArithBoxes {
-                numbers: vec![],
-                circles: u32::MAX,
-            },
+            Scene::ArithBoxes { numbers: vec![] },
             Scene::ArithBoxes {
                 numbers: vec![(Colour::Red, i64::MIN); 9],
-                circles: 0,
             },
         ];
         let sizes = [
@@ -1270,16 +1230,10 @@ mod tests {
                             assert!(c <= 40);
                         }
                     },
-                    Scene::ArithBoxes { numbers, circles } => {
-                        assert!((2..=4).contains(&numbers.len()));
-                        assert!(numbers.iter().all(|(_, v)| (1..=20).contains(v)));
-                        assert!(circles <= 5);
-                        for (i, a) in numbers.iter().enumerate() {
-                            assert!(
-                                numbers[i + 1..].iter().all(|b| a.0 != b.0),
-                                "duplicate box colour"
-                            );
-                        }
+                    Scene::ArithBoxes { numbers } => {
+                        let colours: Vec<Colour> = numbers.iter().map(|n| n.0).collect();
+                        assert_eq!(colours, ARITH_COLOURS);
+                        assert!(numbers.iter().all(|(_, v)| (1..=ARITH_MAX_DIGIT).contains(v)));
                     }
                 }
             }

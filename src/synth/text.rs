@@ -374,37 +374,58 @@ fn geometry_problem(kind: GeoKind, sides: &[u32], rng: &mut Rng) -> Problem {
     }
 }
 
-/// The learnable arithmetic task: (sum of two coloured numbers) x (number of circles), or a
-/// difference when there are no circles.
-pub fn arith_problem(numbers: &[(Colour, i64)], circles: u32) -> Problem {
-    let (c1, a) = numbers[0];
-    let (c2, b) = numbers[numbers.len() - 1];
-    let readings = vec![
-        format!("The {} box shows {a} and the {} box shows {b}.", c1.name(), c2.name()),
-        format!("There are {circles} circles."),
-    ];
-    if circles == 0 {
-        Problem {
-            question: format!("What is the {} number minus the {} number?", c1.name(), c2.name()),
-            answer: Answer::Int(a - b),
-            readings,
-            steps: vec![format!("{a} - {b} = {}.", a - b)],
-            check: format!("{} + {b} = {a}.", a - b),
-        }
-    } else {
-        let n = circles as i64;
-        Problem {
-            question: format!(
-                "What is the sum of the {} and {} numbers times the number of circles?",
-                c1.name(),
-                c2.name()
-            ),
-            answer: Answer::Int((a + b) * n),
-            readings,
-            steps: vec![format!("{a} + {b} = {}.", a + b), format!("{} x {n} = {}.", a + b, (a + b) * n)],
-            check: format!("{} / {n} = {}.", (a + b) * n, a + b),
-        }
+/// The arithmetic question over boxed digits: (first + second) x third, with one reading line
+/// and the two steps (no check: the trace is the readings and the steps).
+pub fn arith_problem(numbers: &[(Colour, i64)]) -> Problem {
+    if numbers.len() < 3 {
+        return Problem {
+            question: "How many boxes are there?".into(),
+            answer: Answer::Int(numbers.len() as i64),
+            readings: vec![format!("There are {} boxes.", numbers.len())],
+            steps: vec![],
+            check: String::new(),
+        };
     }
+    let ((ci, a), (cj, b), (ck, c)) = (numbers[0], numbers[1], numbers[2]);
+    let listed: Vec<String> = numbers.iter().map(|(col, v)| format!("the {} box shows {v}", col.name())).collect();
+    let (last, rest) = listed.split_last().expect("at least three boxes");
+    let mut reading = format!("{} and {last}.", rest.join(", "));
+    reading[..1].make_ascii_uppercase();
+    Problem {
+        question: format!(
+            "What is the sum of the {} and {} numbers times the {} number?",
+            ci.name(),
+            cj.name(),
+            ck.name()
+        ),
+        answer: Answer::Int((a + b) * c),
+        readings: vec![reading],
+        steps: vec![format!("{a} + {b} = {}.", a + b), format!("{} x {c} = {}.", a + b, (a + b) * c)],
+        check: String::new(),
+    }
+}
+
+/// The arithmetic task's long-CoT response: the readings and the steps (and the check, when
+/// the problem has one), then about `filler_words` words of deliberation, then
+/// `\boxed{answer}` after the think block.
+pub fn arith_trace(p: &Problem, filler_words: usize, rng: &mut Rng) -> String {
+    let mut s = String::from("<think>\n");
+    for line in p.readings.iter().chain(&p.steps) {
+        s.push_str(line);
+        s.push('\n');
+    }
+    if !p.check.is_empty() {
+        s.push_str(&format!("Check: {}\n", p.check));
+    }
+    let mut words = 0;
+    while words < filler_words {
+        let sent = filler_sentence(rng);
+        words += sent.split_whitespace().count();
+        s.push_str(&sent);
+        s.push(if words < filler_words { ' ' } else { '\n' });
+    }
+    s.push_str(&format!("</think>\n\n\\boxed{{{}}}", p.answer.boxed()));
+    s
 }
 
 /// A question over one scene.
@@ -415,7 +436,7 @@ pub fn problem_for(scene: &Scene, rng: &mut Rng) -> Problem {
         Scene::Table { headers, rows } => table_problem(headers, rows, rng),
         Scene::Clock { hour, minute } => clock_problem(*hour, *minute, rng),
         Scene::Geometry { kind, sides } => geometry_problem(*kind, sides, rng),
-        Scene::ArithBoxes { numbers, circles } => arith_problem(numbers, *circles),
+        Scene::ArithBoxes { numbers } => arith_problem(numbers),
     }
 }
 

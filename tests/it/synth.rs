@@ -238,11 +238,26 @@ fn arith_task_is_consistent() {
     let s = |n: &str| -> Vec<String> { df.column(n).unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect() };
     let (q, long, short, sol) = (s("problem"), s("answer"), s("short_answer"), s("solution"));
     for i in 0..50 {
-        assert!(q[i].starts_with("<image>\n"));
+        assert!(q[i].ends_with("\n<image>"));
         assert_eq!(short[i], format!("\\boxed{{{}}}", sol[i]));
-        assert!(long[i].ends_with(&format!("\\boxed{{{}}}.", sol[i])));
+        assert!(long[i].starts_with("<think>\n") && long[i].ends_with(&format!("</think>\n\n\\boxed{{{}}}", sol[i])));
         assert!(sol[i].parse::<i64>().is_ok());
     }
     let test = ParquetReader::new(std::fs::File::open(&files[1]).unwrap()).finish().unwrap();
     assert_eq!(test.height(), 10);
+    // the splits ask disjoint questions: the (red, blue, green) digits read from the traces
+    let triples = |df: &DataFrame| -> std::collections::HashSet<String> {
+        let col = df.column("answer").unwrap().str().unwrap().clone();
+        col.iter()
+            .map(|t| {
+                let line = t.unwrap().lines().nth(1).unwrap().to_string();
+                let digits: Vec<&str> = line.split("shows ").skip(1).map(|w| &w[..1]).collect();
+                assert_eq!(digits.len(), 4, "{line}");
+                digits[..3].concat()
+            })
+            .collect()
+    };
+    let (a, b) = (triples(&df), triples(&test));
+    assert!(a.len() > 30 && !b.is_empty());
+    assert!(a.is_disjoint(&b), "{:?}", a.intersection(&b).collect::<Vec<_>>());
 }
