@@ -299,7 +299,7 @@ enum Command {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Task {
-    /// Numbers in coloured boxes and circles to count: sum times count.
+    /// Four digits in coloured boxes: (red + blue) x green, with short and long-CoT answers.
     Arith,
 }
 
@@ -328,6 +328,46 @@ enum TrainCommand {
         #[arg(long)]
         tokenizer: Option<PathBuf>,
         /// Continue from the newest checkpoint in OUT (same shards and config).
+        #[arg(long)]
+        resume: bool,
+        /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// GRPO with a verifiable reward on the prompts of a curated run: each step samples
+    /// group_size responses to prompts_per_step prompts, rewards them with the verifier
+    /// (optionally a format reward and a soft overlong penalty), normalises the rewards per
+    /// group, drops groups without signal, and updates with the clipped ratio (clip_low /
+    /// clip_high), optionally a k3 KL to the starting model. Writes OUT/metrics.jsonl (reward,
+    /// accuracy, response length, clip fraction, KL, entropy per step) and OUT/checkpoints.
+    Rl {
+        /// A curated run directory (from `cotforge run`): prompts, images, references.
+        #[arg(long)]
+        prompts: PathBuf,
+        /// Hugging Face model directory (usually an SFT checkpoint).
+        #[arg(long)]
+        model: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// RL config (YAML; every key has a default: steps, prompts_per_step, group_size,
+        /// temperature, top_p, max_new_tokens, system, reward {accuracy, format, overlong:
+        /// keep|filter|penalty, overlong_window}, std_normalize, clip_low, clip_high,
+        /// aggregation: token_mean|seq_mean_token_mean|seq_mean_token_sum, beta,
+        /// dynamic_sampling, updates_per_batch, pack_length, lr, schedule, warmup_ratio,
+        /// max_grad_norm, adamw, seed, dtype, freeze, lora, save_every, keep_last).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Tokenizer directory (default: the model directory).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Use only the first N prompts of the run.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Continue from the newest checkpoint in OUT (same prompts and config).
         #[arg(long)]
         resume: bool,
         /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
@@ -528,6 +568,20 @@ fn dispatch(cmd: Command) -> Result<()> {
                 s.final_loss,
                 s.eval_loss.map(|l| format!(", eval loss {l:.4}")).unwrap_or_default()
                     + &s.eval_accuracy.map(|a| format!(", generation accuracy {:.1}%", 100.0 * a)).unwrap_or_default()
+            );
+            println!("checkpoint: {}\nmetrics: {}", s.checkpoint.display(), out.join("metrics.jsonl").display());
+            Ok(())
+        }
+        Command::Train(TrainCommand::Rl { prompts, model, out, config, tokenizer, limit, resume, device, quiet }) => {
+            let config = match config {
+                Some(p) => cotforge::train::rl::RlConfig::load(&p)?,
+                None => cotforge::train::rl::RlConfig::default(),
+            };
+            let args = cotforge::train::rl::RlArgs { prompts, model, tokenizer, out: out.clone(), config, resume, progress: !quiet, device, limit };
+            let s = cotforge::train::rl::run(&args)?;
+            println!(
+                "{} steps; last step: reward {:.3}, accuracy {:.3}, response length {:.1}",
+                s.steps, s.last.reward, s.last.accuracy, s.last.response_length
             );
             println!("checkpoint: {}\nmetrics: {}", s.checkpoint.display(), out.join("metrics.jsonl").display());
             Ok(())

@@ -15,6 +15,8 @@ pub struct RawTrace {
     pub response: String,
     pub reference: Option<String>,
     pub images: Vec<ImageSource>,
+    /// A pass rate computed elsewhere (the `pass_rate` column mapping), in [0, 1].
+    pub pass_rate: Option<f64>,
 }
 
 /// Why a record could not be mapped.
@@ -67,6 +69,22 @@ fn mapped_text(rec: &Val, col: Option<&String>, field: &str, numbers_ok: bool) -
         None => Ok(None),
         Some(c) => text_of(column(rec, c, field)?, &format!("column `{c}` ({field})"), numbers_ok),
     }
+}
+
+/// A pass rate cell: null, or a number in [0, 1].
+fn pass_rate_of(rec: &Val, col: Option<&String>) -> R<Option<f64>> {
+    let Some(c) = col else { return Ok(None) };
+    let what = format!("column `{c}` (pass_rate)");
+    let p = match column(rec, c, "pass_rate")? {
+        Val::Null => return Ok(None),
+        Val::Float(f) => *f,
+        Val::Int(i) => *i as f64,
+        other => return Err(Reject::new("bad_field_type", format!("{what} is {}; expected a number in [0, 1]", other.kind()))),
+    };
+    if !(0.0..=1.0).contains(&p) {
+        return Err(Reject::new("bad_pass_rate", format!("{what} is {p}; a pass rate is in [0, 1]")));
+    }
+    Ok(Some(p))
 }
 
 fn one_image(v: &Val, what: &str) -> R<Option<ImageSource>> {
@@ -200,6 +218,7 @@ pub fn map_record(rec: &Val, input: &Input) -> R<RawTrace> {
         response,
         reference: mapped_text(rec, c.reference.as_ref(), "reference", true)?,
         images: images_of(rec, c.images.as_ref())?,
+        pass_rate: pass_rate_of(rec, c.pass_rate.as_ref())?,
     })
 }
 
@@ -218,5 +237,6 @@ pub fn mapped_columns(input: &Input) -> Vec<(String, &'static str)> {
     }
     v.extend(c.reference.clone().map(|s| (s, "reference")));
     v.extend(c.images.clone().map(|s| (s, "images")));
+    v.extend(c.pass_rate.clone().map(|s| (s, "pass_rate")));
     v
 }

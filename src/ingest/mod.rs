@@ -39,6 +39,7 @@ fn type_ok(dtype: &DataType, field: &str) -> bool {
     match field {
         "prompt" | "response" => texty(dtype),
         "reference" => texty(dtype) || dtype.is_primitive_numeric() || matches!(dtype, DataType::Boolean),
+        "pass_rate" => dtype.is_primitive_numeric() || matches!(dtype, DataType::Null),
         "images" => match dtype {
             DataType::List(inner) => imagey(inner),
             d => imagey(d),
@@ -51,6 +52,7 @@ fn expected(field: &str) -> &'static str {
     match field {
         "prompt" | "response" => "a string (or binary holding UTF-8)",
         "reference" => "a string or a number",
+        "pass_rate" => "a number in [0, 1]",
         "images" => "paths, bytes or {bytes, path} structs, one or a list",
         _ => "a list of structs (turns)",
     }

@@ -205,10 +205,21 @@ impl CausalLm {
         drop(caches);
         let mut logits: Vec<Vec<f32>> = (0..total).map(|k| first[k / n].clone()).collect();
         let mut active: Vec<usize> = (0..total).collect();
+        // the vision markers are never generated: an image pad token without an image would
+        // leave the sequence with more image tokens than features when it is trained on
+        let banned: Vec<usize> = [self.config.image_token_id, self.config.vision_start_token_id, self.config.vision_end_token_id]
+            .into_iter()
+            .flatten()
+            .map(|t| t as usize)
+            .filter(|&t| t < first.first().map_or(0, Vec::len))
+            .collect();
         loop {
             let mut keep = Vec::with_capacity(active.len());
             let mut toks = Vec::with_capacity(active.len());
             for (row, &k) in active.iter().enumerate() {
+                for &b in &banned {
+                    logits[row][b] = f32::NEG_INFINITY;
+                }
                 let tok = sample(&logits[row], opts.temperature, opts.top_p, &mut rngs[k]);
                 outs[k].push(tok);
                 if !opts.stop.contains(&tok) && outs[k].len() < opts.max_new_tokens {

@@ -361,6 +361,7 @@ fn run_ingest(spec: &Spec, dir: &Path, store: &ImageStore, progress: bool) -> Re
                                 tokens: None,
                                 num_tokens: None,
                                 bucket: None,
+                                pass_rate: raw.pass_rate,
                             });
                         }
                     }

@@ -9,7 +9,7 @@ use polars::prelude::*;
 use crate::error::{Context, Error, Result};
 
 /// Version of the canonical trace columns; bump on any change to them.
-pub const TRACE_SCHEMA_VERSION: u32 = 2;
+pub const TRACE_SCHEMA_VERSION: u32 = 3;
 /// Version of the ledger columns.
 pub const LEDGER_SCHEMA_VERSION: u32 = 1;
 
@@ -31,6 +31,7 @@ pub const TRACE_COLUMNS: &[(&str, &str, &str)] = &[
     ("assistant_spans", "list<u32>?", "set by `tokenize`: token ranges of the assistant turns as flat [start, end) pairs (not in curated output)"),
     ("image_grid_thw", "list<u32>?", "set by `tokenize`: each image's patch grid as flat (t, h, w) triples"),
     ("bucket", "string?", "set by `bucket`: the token-length bucket, e.g. `2048-4096`"),
+    ("pass_rate", "f64?", "set by `score` (or read from the input's mapped `pass_rate` column): share of a model's sampled answers the verifier accepted"),
 ];
 
 /// Ledger columns, in file order.
@@ -56,7 +57,7 @@ pub struct ImageRef {
 }
 
 /// The canonical trace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Trace {
     pub id: String,
     pub source: String,
@@ -72,6 +73,8 @@ pub struct Trace {
     pub num_tokens: Option<u32>,
     /// Set by the `bucket` stage.
     pub bucket: Option<String>,
+    /// Set by the `score` stage, or mapped from the input.
+    pub pass_rate: Option<f64>,
 }
 
 /// A trace rendered with the chat template and tokenized.
@@ -152,6 +155,10 @@ pub fn trace_columns(traces: &[Trace]) -> Result<Vec<Column>> {
         u32_list_col("assistant_spans", traces, |k, out| out.extend(k.assistant.iter().flat_map(|&(a, b)| [a, b]))),
         u32_list_col("image_grid_thw", traces, |k, out| out.extend(k.grids.iter().flatten())),
         str_col("bucket", s(|t| t.bucket.clone())),
+        {
+            let ca: Float64Chunked = traces.iter().map(|t| t.pass_rate).collect();
+            ca.with_name("pass_rate".into()).into_series().into()
+        },
     ])
 }
 
@@ -324,6 +331,10 @@ fn traces_from(df: &DataFrame, partial: bool) -> Result<Vec<Trace>> {
         Ok(_) => Some(get_str("bucket")?),
         Err(_) => None,
     };
+    let pass_rate: Option<&Float64Chunked> = match df.column("pass_rate") {
+        Ok(c) => Some(c.f64().map_err(|e| Error::Run(format!("trace batch column `pass_rate`: {e}")))?),
+        Err(_) => None,
+    };
     let paths = list_values(get_list("image_paths")?, n, strs)?;
     let widths = list_values(get_list("image_widths")?, n, u32s)?;
     let heights = list_values(get_list("image_heights")?, n, u32s)?;
@@ -355,6 +366,7 @@ fn traces_from(df: &DataFrame, partial: bool) -> Result<Vec<Trace>> {
             }),
             num_tokens: num_tokens.and_then(|c| c.get(i)),
             bucket: bucket.and_then(|b| b.get(i)).map(str::to_string),
+            pass_rate: pass_rate.and_then(|c| c.get(i)),
         });
     }
     Ok(out)
@@ -391,5 +403,6 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
         ("pipeline-spec.schema.json", crate::spec::json_schema()),
         ("shard.schema.json", crate::shards::schema_json()),
         ("train-config.schema.json", crate::train::config::json_schema()),
+        ("rl-config.schema.json", crate::train::rl::json_schema()),
     ]
 }

@@ -101,6 +101,9 @@ pub struct ColumnMap {
     pub reference: Option<String>,
     /// Column with the images: HF `{bytes, path}` structs, raw bytes, or paths; one or a list.
     pub images: Option<String>,
+    /// Column with a pass rate in [0, 1] computed elsewhere (what the `score` stage would
+    /// record; `filter.pass_rate` reads it).
+    pub pass_rate: Option<String>,
     /// Column with the ShareGPT turns (layout `sharegpt`; default `conversations`).
     pub conversations: Option<String>,
     /// Column with the chat messages (layout `messages`; default `messages`).

@@ -16,6 +16,7 @@ pub mod mix;
 pub mod packing;
 pub mod repetition;
 pub mod sample;
+pub mod score;
 pub mod tokenize;
 pub mod validate;
 
@@ -71,6 +72,14 @@ pub enum StageSpec {
     /// Drop traces whose final answer the verifier finds different from the reference.
     #[serde(rename = "filter.correct")]
     FilterCorrect(filters::CorrectConfig),
+    /// Sample k answers per prompt with a model, verify them against the reference and record
+    /// the pass rate (`pass_rate` column); rows without a reference keep no pass rate.
+    #[serde(rename = "score")]
+    Score(score::ScoreConfig),
+    /// Keep rows whose pass rate (from `score`, or mapped from the input) lies in a band,
+    /// e.g. `{gt: 0, le: 0.5}`: hard but learnable.
+    #[serde(rename = "filter.pass_rate")]
+    FilterPassRate(score::PassRateConfig),
     /// Render each trace with the model's chat template and tokenize it: token ids, assistant
     /// spans (the loss mask), images expanded to their pad tokens with their patch grids.
     #[serde(rename = "tokenize")]
@@ -106,6 +115,8 @@ impl StageSpec {
             StageSpec::FilterImage(_) => "filter.image",
             StageSpec::FilterCorrect(_) => "filter.correct",
             StageSpec::FilterLanguage(_) => "filter.language",
+            StageSpec::Score(_) => "score",
+            StageSpec::FilterPassRate(_) => "filter.pass_rate",
             StageSpec::Tokenize(_) => "tokenize",
             StageSpec::Bucket(_) => "bucket",
             StageSpec::Mix(_) => "mix",
@@ -123,6 +134,8 @@ impl StageSpec {
             StageSpec::DedupMinhash(c) => c.check(),
             StageSpec::DedupImage(c) => c.check(),
             StageSpec::Decontaminate(c) => c.check(),
+            StageSpec::Score(c) => c.check(),
+            StageSpec::FilterPassRate(c) => c.check(),
             StageSpec::Tokenize(c) => c.check(),
             StageSpec::Bucket(c) => c.check(),
             StageSpec::Mix(c) => c.check(),
@@ -135,7 +148,12 @@ impl StageSpec {
     pub fn needs_index(&self) -> bool {
         matches!(
             self,
-            StageSpec::DedupExact(_) | StageSpec::DedupMinhash(_) | StageSpec::DedupImage(_) | StageSpec::Bucket(_) | StageSpec::Mix(_)
+            StageSpec::DedupExact(_)
+                | StageSpec::DedupMinhash(_)
+                | StageSpec::DedupImage(_)
+                | StageSpec::Score(_)
+                | StageSpec::Bucket(_)
+                | StageSpec::Mix(_)
         )
     }
 
@@ -154,6 +172,8 @@ impl StageSpec {
             StageSpec::FilterImage(c) => Box::new(filters::Image::new(c.clone())),
             StageSpec::FilterCorrect(c) => Box::new(filters::Correct::new(c.clone())),
             StageSpec::FilterLanguage(c) => Box::new(language::Language::new(c.clone())),
+            StageSpec::Score(c) => Box::new(score::Score::new(c.clone())?),
+            StageSpec::FilterPassRate(c) => Box::new(score::PassRate::new(c.clone())),
             StageSpec::Tokenize(c) => Box::new(tokenize::Tokenize::new(c)?),
             StageSpec::Bucket(c) => Box::new(mix::Bucket::new(c.clone())),
             StageSpec::Mix(c) => Box::new(mix::Mix::new(c.clone())),

@@ -35,6 +35,10 @@ pub struct TrainConfig {
     /// `f32` or `bf16` parameters (the optimizer keeps f32 moments and master weights).
     pub dtype: String,
     pub freeze: FreezeConfig,
+    /// Learning-rate multipliers of the vision parts (the `vit_lr` / `aligner_lr` of other
+    /// trainers): a vision tower trained from scratch next to a text model needs a smaller
+    /// one, as its patch embedding sums over 1,176 coherent pixel inputs.
+    pub lr_scale: LrScaleConfig,
     /// Train LoRA adapters on the decoder instead of all its weights (absent: full fine-tune).
     pub lora: Option<LoraConfig>,
     /// Save a checkpoint every this many steps (0: only at the end).
@@ -68,6 +72,35 @@ pub struct FreezeConfig {
     pub vision_tower: bool,
     /// The patch merger.
     pub merger: bool,
+}
+
+/// Multipliers of the learning rate (and so of the weight decay step) per model part.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LrScaleConfig {
+    /// The vision tower (patch embedding and blocks).
+    pub vision_tower: f64,
+    /// The patch merger.
+    pub merger: f64,
+}
+
+impl Default for LrScaleConfig {
+    fn default() -> Self {
+        Self { vision_tower: 1.0, merger: 1.0 }
+    }
+}
+
+impl LrScaleConfig {
+    /// The multiplier of a parameter by its name.
+    pub fn of(&self, name: &str) -> f64 {
+        if name.starts_with("visual.merger.") {
+            self.merger
+        } else if name.starts_with("visual.") {
+            self.vision_tower
+        } else {
+            1.0
+        }
+    }
 }
 
 /// LoRA adapters on the decoder's projections. The decoder's own weights (embedding, norms,
@@ -123,6 +156,7 @@ impl Default for TrainConfig {
             seed: 0,
             dtype: "f32".into(),
             freeze: FreezeConfig::default(),
+            lr_scale: LrScaleConfig::default(),
             lora: None,
             save_every: 0,
             keep_last: 2,
@@ -169,6 +203,11 @@ impl TrainConfig {
                 "packs_per_step ({}) must be a positive multiple of packs_per_forward ({})",
                 self.packs_per_step, self.packs_per_forward
             ));
+        }
+        for (k, v) in [("vision_tower", self.lr_scale.vision_tower), ("merger", self.lr_scale.merger)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("lr_scale.{k} must be a non-negative number, not {v}"));
+            }
         }
         if self.max_steps.is_none() && self.epochs == 0 {
             return Err("epochs must be at least 1 (or set max_steps)".into());

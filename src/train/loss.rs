@@ -34,6 +34,15 @@ pub struct HeadGrads {
     pub weight: Tensor,
 }
 
+/// The coefficients c_i of the objective `sum_i c_i * log p_i`: given, or computed from each
+/// position's index and its log-probability (the policy-gradient losses, whose weight on a
+/// token depends on the token's current probability), in the same pass.
+#[derive(Clone, Copy)]
+pub enum Coef<'a> {
+    Given(&'a [f32]),
+    Of(&'a dyn Fn(usize, f32) -> f32),
+}
+
 /// Positions per chunk so that one chunk of f32 logits stays near `budget_bytes`.
 pub fn chunk_rows(vocab: usize, budget_bytes: usize) -> usize {
     (budget_bytes / (vocab.max(1) * 4)).clamp(16, 4096)
@@ -42,9 +51,9 @@ pub fn chunk_rows(vocab: usize, budget_bytes: usize) -> usize {
 /// The head over hidden states `h` (N, hidden) of the loss positions (a graph tensor when
 /// `coef` is given) against `targets` (N), with head weight `w` (vocab, hidden). Returns the
 /// per-position log-probabilities (and entropies when asked), and with `coef` the gradients.
-pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<&[f32]>, entropy: bool, chunk: usize) -> Result<(HeadOutput, Option<HeadGrads>)> {
+pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<Coef>, entropy: bool, chunk: usize) -> Result<(HeadOutput, Option<HeadGrads>)> {
     let n = h.dim(0).map_err(ce)?;
-    if targets.len() != n || coef.is_some_and(|c| c.len() != n) {
+    if targets.len() != n || matches!(coef, Some(Coef::Given(c)) if c.len() != n) {
         return Err(Error::Run(format!("loss: {n} positions, {} targets", targets.len())));
     }
     let hd = h.detach().to_dtype(DType::F32).map_err(ce)?;
@@ -70,15 +79,20 @@ pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<&[f32]>, entro
             let z = e.sum_keepdim(D::Minus1)?; // (len, 1)
             let lse = z.log()?; // of the shifted logits
             let picked = shifted.gather(&t.unsqueeze(1)?, 1)?;
-            out.logp.extend((picked - &lse)?.squeeze(1)?.to_vec1::<f32>()?);
+            let logp = (picked - &lse)?.squeeze(1)?.to_vec1::<f32>()?;
+            let coefs: Option<Vec<f32>> = coef.map(|c| match c {
+                Coef::Given(c) => c[start..start + len].to_vec(),
+                Coef::Of(f) => logp.iter().enumerate().map(|(i, &lp)| f(start + i, lp)).collect(),
+            });
+            out.logp.extend(logp);
             if entropy {
                 // entropy = lse - sum(p * shifted) = lse - sum(e * shifted) / z
                 let ent = (&lse - ((&e * &shifted)?.sum_keepdim(D::Minus1)? / &z)?)?.squeeze(1)?;
                 out.entropy.extend(ent.to_vec1::<f32>()?);
             }
             drop(shifted);
-            if let (Some(coef), Some(dw)) = (coef, dw.as_mut()) {
-                let c = Tensor::new(&coef[start..start + len], device)?.unsqueeze(1)?; // (len, 1)
+            if let (Some(coefs), Some(dw)) = (coefs, dw.as_mut()) {
+                let c = Tensor::new(coefs.as_slice(), device)?.unsqueeze(1)?; // (len, 1)
                 // dlogits = c * onehot - c * p, with -c * p = e * (-c / z)
                 let g = e.broadcast_mul(&(c.neg()? / &z)?)?;
                 drop(e);

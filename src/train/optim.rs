@@ -74,6 +74,8 @@ struct Slot {
     m: Tensor,
     v: Tensor,
     decay: bool,
+    /// Multiplier of the learning rate for this parameter.
+    lr_scale: f64,
 }
 
 /// AdamW over named variables.
@@ -97,9 +99,16 @@ impl AdamW {
             let master = if t.dtype() == DType::F32 { None } else { Some(t.detach().to_dtype(DType::F32).map_err(ce)?) };
             // separate storage for each moment: the CPU update writes them in place
             let z = || Tensor::zeros(t.shape(), DType::F32, t.device()).map_err(ce);
-            slots.insert(name.clone(), Slot { var: var.clone(), master, m: z()?, v: z()?, decay: decays(var) });
+            slots.insert(name.clone(), Slot { var: var.clone(), master, m: z()?, v: z()?, decay: decays(var), lr_scale: 1.0 });
         }
         Ok(Self { cfg, slots, steps: 0 })
+    }
+
+    /// Multiply the learning rate of each parameter by `scale(name)` (parameter groups).
+    pub fn scale_lr(&mut self, scale: impl Fn(&str) -> f64) {
+        for (name, s) in self.slots.iter_mut() {
+            s.lr_scale = scale(name);
+        }
     }
 
     /// One update with learning rate `lr` from f32 gradients by name (a missing gradient counts
@@ -117,6 +126,7 @@ impl AdamW {
         let t = self.steps as i32;
         let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
         for (name, s) in self.slots.iter_mut() {
+            let lr = lr * s.lr_scale;
             let upd = (|| -> candle_core::Result<()> {
                 let g = match grads.get(name) {
                     Some(g) => g.to_dtype(DType::F32)?,

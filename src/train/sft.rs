@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint;
 use super::config::TrainConfig;
-use super::loss::{chunk_rows, head, loss_positions};
+use super::loss::{Coef, chunk_rows, head, loss_positions};
 use super::optim::{AdamW, clip_factor, global_norm, lr_factor};
 use crate::error::{Context, Error, Result};
 use crate::model::CausalLm;
@@ -124,43 +124,40 @@ impl Trainer {
             }
             None => BTreeMap::new(),
         };
-        let opt = AdamW::new(&trainable, cfg.adamw)?;
+        let mut opt = AdamW::new(&trainable, cfg.adamw)?;
+        opt.scale_lr(|name| cfg.lr_scale.of(name));
         let chunk = chunk_rows(model.config.text.vocab_size, cfg.head_chunk_mib << 20);
         Ok(Self { model, cfg, trainable, head_name, opt, chunk, adapters })
     }
 
-    fn inputs(&self, row: &Row, model: &CausalLm) -> Result<(Tensor, crate::model::Positions, Vec<usize>)> {
-        let px = model.pixel_values_for(&row.images, &row.grids, &row.what())?;
-        let segs: Vec<usize> = row.segments.iter().map(|&s| s as usize).collect();
-        let x = model.embed_multimodal(&row.ids, px.as_ref(), &row.grids).map_err(|e| Error::Run(format!("{}: {e}", row.what())))?;
-        let pos = model.positions(&row.ids, &row.grids, &segs).map_err(|e| Error::Run(format!("{}: {e}", row.what())))?;
-        Ok((x, pos, segs))
-    }
-
     /// The row's loss without gradients.
     pub fn nll(&self, row: &Row) -> Result<Nll> {
-        let (pos, tgt) = row.loss_positions();
-        if pos.is_empty() {
-            return Ok(Nll::default());
-        }
-        let m = self.model.detached();
-        let (x, positions, segs) = self.inputs(row, &m)?;
-        let (h, _) = m.text.forward_stored(&x, &positions, &segs)?;
-        let h = m.text.final_norm(&h)?;
-        let idx = Tensor::new(pos.as_slice(), h.device()).map_err(ce)?;
-        let (out, _) = head(&h.index_select(&idx, 0).map_err(ce)?, m.text.lm_head(), &tgt, None, false, self.chunk)?;
-        Ok(Nll::of(&out))
+        Ok(Nll::of(&self.logps(row, false)?))
+    }
+
+    /// Log-probabilities of the row's loss tokens (and the entropies at their positions when
+    /// asked), without gradients.
+    pub fn logps(&self, row: &Row, entropy: bool) -> Result<super::loss::HeadOutput> {
+        row_logps(&self.model, row, entropy, self.chunk)
     }
 
     /// Forward and backward of one row for the objective `scale * sum of its token NLLs`;
-    /// the f32 gradients are added into `acc`. The output layer runs as [`head`]. The decoder
+    /// the f32 gradients are added into `acc`. See [`Self::accumulate_objective`].
+    pub fn accumulate(&self, row: &Row, scale: f64, acc: &mut BTreeMap<String, Tensor>) -> Result<Nll> {
+        let c = -scale as f32;
+        Ok(Nll::of(&self.accumulate_objective(row, Coef::Of(&|_, _| c), false, acc)?))
+    }
+
+    /// Forward and backward of one row for the objective `sum_i c_i * log p_i` over its loss
+    /// tokens (in [`Row::loss_positions`] order); the f32 gradients are added into `acc`, and
+    /// the tokens' log-probabilities (and entropies when asked) are returned. The output layer runs as [`head`]. The decoder
     /// either keeps its whole graph (when [`Self::keeps_graph`]) or runs as
     /// [`crate::model::TextModel::forward_stored`] / `backward_stored`: each layer recomputed
     /// in the backward pass, attention in query blocks.
-    pub fn accumulate(&self, row: &Row, scale: f64, acc: &mut BTreeMap<String, Tensor>) -> Result<Nll> {
+    pub fn accumulate_objective(&self, row: &Row, coef: Coef, entropy: bool, acc: &mut BTreeMap<String, Tensor>) -> Result<super::loss::HeadOutput> {
         let (pos, tgt) = row.loss_positions();
         if pos.is_empty() {
-            return Ok(Nll::default());
+            return Ok(super::loss::HeadOutput::default());
         }
         // LoRA dropout draws its masks from the step and the row's first pack, so the
         // recomputing backward pass replays them and a resumed run draws the same ones
@@ -174,7 +171,7 @@ impl Trainer {
             }
             _ => &self.model.text,
         };
-        let (x, positions, segs) = self.inputs(row, &self.model)?;
+        let (x, positions, segs) = row_inputs(row, &self.model)?;
         // the final hidden states: with the decoder's whole graph, or from the stored forward
         // pass through a variable that collects their gradient
         let (hn, recompute) = if self.keeps_graph(&segs) {
@@ -185,8 +182,7 @@ impl Trainer {
             (text.final_norm(hv.as_tensor())?, Some((hv, stored)))
         };
         let idx = Tensor::new(pos.as_slice(), x.device()).map_err(ce)?;
-        let coef = vec![-scale as f32; pos.len()];
-        let (out, grads) = head(&hn.index_select(&idx, 0).map_err(ce)?, text.lm_head(), &tgt, Some(&coef), false, self.chunk)?;
+        let (out, grads) = head(&hn.index_select(&idx, 0).map_err(ce)?, text.lm_head(), &tgt, Some(coef), entropy, self.chunk)?;
         let grads = grads.expect("coefficients given");
         let store = grads.surrogate.backward().map_err(ce)?;
         self.absorb(&store, acc)?;
@@ -201,7 +197,7 @@ impl Trainer {
             let store = (x * g0).and_then(|t| t.sum_all()).and_then(|t| t.backward()).map_err(ce)?;
             self.absorb(&store, acc)?;
         }
-        Ok(Nll::of(&out))
+        Ok(out)
     }
 
     /// Whether a row of these segments runs with the decoder's whole graph kept (no
@@ -252,6 +248,31 @@ impl Trainer {
     }
 }
 
+/// A row's input embeddings (images included), positions and segment lengths for `model`.
+fn row_inputs(row: &Row, model: &CausalLm) -> Result<(Tensor, crate::model::Positions, Vec<usize>)> {
+    let px = model.pixel_values_for(&row.images, &row.grids, &row.what())?;
+    let segs: Vec<usize> = row.segments.iter().map(|&s| s as usize).collect();
+    let x = model.embed_multimodal(&row.ids, px.as_ref(), &row.grids).map_err(|e| Error::Run(format!("{}: {e}", row.what())))?;
+    let pos = model.positions(&row.ids, &row.grids, &segs).map_err(|e| Error::Run(format!("{}: {e}", row.what())))?;
+    Ok((x, pos, segs))
+}
+
+/// Log-probabilities of a row's loss tokens under `model` (and entropies when asked), without
+/// gradients; the output layer in chunks of `chunk` positions.
+pub fn row_logps(model: &CausalLm, row: &Row, entropy: bool, chunk: usize) -> Result<super::loss::HeadOutput> {
+    let (pos, tgt) = row.loss_positions();
+    if pos.is_empty() {
+        return Ok(super::loss::HeadOutput::default());
+    }
+    let m = model.detached();
+    let (x, positions, segs) = row_inputs(row, &m)?;
+    let (h, _) = m.text.forward_stored(&x, &positions, &segs)?;
+    let h = m.text.final_norm(&h)?;
+    let idx = Tensor::new(pos.as_slice(), h.device()).map_err(ce)?;
+    let (out, _) = head(&h.index_select(&idx, 0).map_err(ce)?, m.text.lm_head(), &tgt, None, entropy, chunk)?;
+    Ok(out)
+}
+
 fn add_grad(acc: &mut BTreeMap<String, Tensor>, name: &str, g: Tensor) -> Result<()> {
     let g = g.to_dtype(DType::F32).map_err(ce)?;
     let sum = match acc.remove(name) {
@@ -295,6 +316,9 @@ pub struct TrainState {
     /// again and checks it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_model_blake3: Option<String>,
+    /// An RL run's config (`cotforge train rl`), checked on resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rl: Option<serde_json::Value>,
 }
 
 pub const STATE_FORMAT: &str = "cotforge-train-state-v1";
@@ -312,13 +336,13 @@ pub struct SftSummary {
     pub seconds: f64,
 }
 
-fn metrics_line(path: &Path, v: &serde_json::Value) -> Result<()> {
+pub(crate) fn metrics_line(path: &Path, v: &serde_json::Value) -> Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).ctx(|| format!("opening {}", path.display()))?;
     writeln!(f, "{v}").ctx(|| format!("writing {}", path.display()))
 }
 
 /// Keep the metrics lines of steps up to `step` (a resumed run rewrites what follows).
-fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
     let kept: String = text
         .lines()
@@ -489,6 +513,7 @@ pub fn run(args: &SftArgs) -> Result<SftSummary> {
                 config: cfg.clone(),
                 shards_manifest_sha256: manifest_sha.clone(),
                 base_model_blake3: base_fingerprint.clone(),
+                rl: None,
             };
             checkpoint_dir = Some(checkpoint::save(&ckpt_root, &trainer, &st, &args.model, &tok_dir)?);
         }

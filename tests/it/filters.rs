@@ -24,6 +24,7 @@ fn trace(prompt: &str, response: &str, reference: Option<&str>) -> Trace {
         tokens: None,
         num_tokens: None,
         bucket: None,
+        pass_rate: None,
     }
 }
 

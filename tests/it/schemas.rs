@@ -28,6 +28,8 @@ fn spec_schema_knows_every_stage() {
         "filter.image",
         "filter.correct",
         "filter.language",
+        "score",
+        "filter.pass_rate",
     ] {
         assert!(schema.contains(&format!("\"{stage}\"")), "{stage} missing from the spec schema");
     }

@@ -183,6 +183,50 @@ fn packed_rows_equal_their_segments_alone_in_loss_and_gradients() {
     }
 }
 
+/// `image.png` with its pixels permuted by `k`: the same size, other content.
+fn image_variant(k: u8) -> Vec<u8> {
+    let img = image::load_from_memory(&std::fs::read(model_dir("image.png")).unwrap()).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    let out = image::RgbImage::from_fn(w, h, |x, y| {
+        let p = img.get_pixel((x + 3 * k as u32) % w, (y + 5 * k as u32) % h);
+        image::Rgb([p[0].wrapping_add(60 * k), p[1], p[2].wrapping_sub(40 * k)])
+    });
+    let mut buf = std::io::Cursor::new(Vec::new());
+    out.write_to(&mut buf, image::ImageFormat::Png).unwrap();
+    buf.into_inner()
+}
+
+#[test]
+fn packs_of_several_images_equal_their_segments_alone() {
+    // the reference's image segment three times over, each with another image, in one pack
+    // and in packs run together in one forward: each segment's features must reach its own
+    // image tokens, and its gradients its own image
+    let r = candle_core::safetensors::load(model_dir("qwen2_5_vl").join("sft_reference.safetensors"), &Device::Cpu).unwrap();
+    let seg = split_segments(&reference_packs(&r)).into_iter().find(|p| !p.images.is_empty()).unwrap();
+    let mut pack = Pack { index: 0, input_ids: vec![], loss_mask: vec![], segment_lengths: vec![], sample_ids: vec![], images: vec![], image_grid_thw: vec![] };
+    for k in 0..3u8 {
+        pack.input_ids.extend(&seg.input_ids);
+        pack.loss_mask.extend(&seg.loss_mask);
+        pack.segment_lengths.extend(&seg.segment_lengths);
+        pack.sample_ids.push(format!("s{k}"));
+        pack.images.push(image_variant(k));
+        pack.image_grid_thw.extend(&seg.image_grid_thw);
+    }
+    let alone = split_segments(std::slice::from_ref(&pack));
+    assert_eq!(alone.len(), 3);
+    let t = trainer("qwen2_5_vl", parity_config(3, 1));
+    let parts: Vec<_> = alone.iter().map(|s| t.nll(&Row::of([s])).unwrap()).collect();
+    assert!((parts[0].mean() - parts[1].mean()).abs() > 1e-4, "the images change the loss");
+    let whole = t.nll(&Row::of([&pack])).unwrap();
+    let weighted: f64 = parts.iter().map(|n| n.sum).sum::<f64>() / parts.iter().map(|n| n.tokens).sum::<usize>() as f64;
+    assert!((whole.mean() - weighted).abs() < 1e-6, "packed {} vs segments {weighted}", whole.mean());
+    let (_, one) = trainer("qwen2_5_vl", parity_config(1, 1)).gradients(std::slice::from_ref(&pack)).unwrap();
+    let (_, each) = trainer("qwen2_5_vl", parity_config(3, 1)).gradients(&alone).unwrap();
+    let (_, together) = trainer("qwen2_5_vl", parity_config(3, 3)).gradients(&alone).unwrap();
+    assert_grads_close("one pack of three images", &one, &each, 1e-5);
+    assert_grads_close("three packs in one forward", &together, &each, 1e-5);
+}
+
 #[test]
 fn accumulating_four_forwards_equals_one_forward_of_four_packs() {
     let r = candle_core::safetensors::load(model_dir("qwen2").join("sft_reference.safetensors"), &Device::Cpu).unwrap();
@@ -229,20 +273,61 @@ fn frozen_vision_parts_get_no_gradient_and_the_rest_trains() {
     }
 }
 
+#[test]
+fn learning_rate_scales_apply_per_model_part() {
+    // Adam's first step moves each weight by lr * g / (|g| + eps): a scale of 0.25 on the
+    // tower and 0 on the merger give a quarter of the move and none, the text model the same
+    let r = candle_core::safetensors::load(model_dir("qwen2_5_vl").join("sft_reference.safetensors"), &Device::Cpu).unwrap();
+    let packs = reference_packs(&r);
+    let weights = |t: &Trainer| -> BTreeMap<String, Tensor> { t.trainable.iter().map(|(k, v)| (k.clone(), v.as_tensor().copy().unwrap())).collect() };
+    let moved = |scale: Option<(f64, f64)>| -> BTreeMap<String, Tensor> {
+        let mut cfg = parity_config(1, 1);
+        cfg.adamw.weight_decay = 0.0;
+        cfg.max_grad_norm = 0.0;
+        if let Some((tower, merger)) = scale {
+            cfg.lr_scale.vision_tower = tower;
+            cfg.lr_scale.merger = merger;
+        }
+        let mut t = trainer("qwen2_5_vl", cfg);
+        let before = weights(&t);
+        t.step(&packs, 1e-3).unwrap();
+        weights(&t).into_iter().map(|(k, w)| { let d = (w - &before[&k]).unwrap(); (k, d) }).collect()
+    };
+    let (full, scaled) = (moved(None), moved(Some((0.25, 0.0))));
+    assert!(full.keys().any(|k| k.starts_with("visual.merger.")) && full.keys().any(|k| k.starts_with("visual.blocks.")));
+    for (k, d) in &full {
+        let want = if k.starts_with("visual.merger.") { 0.0 } else if k.starts_with("visual.") { 0.25 } else { 1.0 };
+        let expect = (d * want).unwrap();
+        assert!(max_abs_diff(&scaled[k], &expect) <= 1e-4 * max_abs(d) + 1e-9, "{k}: scale {want}");
+        if want > 0.0 {
+            assert!(max_abs(&scaled[k]) > 0.0, "{k} moves");
+        }
+    }
+    let e = TrainConfig::parse("lr_scale: {merger: -1}").unwrap_err();
+    assert!(e.contains("lr_scale.merger"), "{e}");
+}
+
 /// A small text-only SFT corpus ("What is a + b?" with a short think block) through
 /// tokenize > pack, with the repository's Qwen2.5 tokenizer; returns the shard directory.
-fn text_shards(dir: &std::path::Path, rows: usize, max_length: usize) -> std::path::PathBuf {
+pub(crate) fn text_shards(dir: &std::path::Path, rows: usize, max_length: usize) -> std::path::PathBuf {
+    let rows: Vec<(String, String, String)> = (0..rows)
+        .map(|i| {
+            let (a, b) = (i * 7 % 50, i * 13 % 40);
+            let response = format!("<think>\nAdd the tens and the ones: {a} + {b} = {}.\n</think>\n\\boxed{{{}}}", a + b, a + b);
+            (format!("What is {a} + {b}?"), response, (a + b).to_string())
+        })
+        .collect();
+    shards_of(dir, &rows, max_length)
+}
+
+/// A curated run (`DIR/run`) of (prompt, response, reference) rows tokenized with the Qwen2.5
+/// template and system prompt "Think step by step." and packed; returns its shard directory.
+pub(crate) fn shards_of(dir: &std::path::Path, rows: &[(String, String, String)], max_length: usize) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let mut jsonl = String::new();
-    for i in 0..rows {
-        let (a, b) = (i * 7 % 50, i * 13 % 40);
-        let row = serde_json::json!({
-            "prompt": format!("What is {a} + {b}?"),
-            "response": format!("<think>\nAdd the tens and the ones: {a} + {b} = {}.\n</think>\n\\boxed{{{}}}", a + b, a + b),
-            "reference": (a + b).to_string(),
-        });
-        jsonl.push_str(&format!("{row}\n"));
-    }
+    let jsonl: String = rows
+        .iter()
+        .map(|(p, r, x)| format!("{}\n", serde_json::json!({"prompt": p, "response": r, "reference": x})))
+        .collect();
     std::fs::write(dir.join("train.jsonl"), jsonl).unwrap();
     let spec = format!(
         "name: sft\ninputs:\n  - path: {}\n    format: jsonl\n    layout: columns\n    columns: {{prompt: prompt, response: response, reference: reference}}\n    source: arith\nstages:\n  - tokenize:\n      tokenizer: {}\n      system: Think step by step.\n  - pack: {{max_length: {max_length}, row_group_packs: 2}}\noutput:\n  dir: o\n",
@@ -255,7 +340,7 @@ fn text_shards(dir: &std::path::Path, rows: usize, max_length: usize) -> std::pa
 }
 
 /// A randomly initialised small Qwen2 with the full Qwen2.5 vocabulary and tokenizer files.
-fn random_model(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn random_model(dir: &std::path::Path) -> std::path::PathBuf {
     let mut cfg = cotforge::model::init::preset("qwen2-tiny").unwrap();
     for (k, v) in [("hidden_size", 32), ("intermediate_size", 64), ("num_hidden_layers", 2), ("num_attention_heads", 2), ("num_key_value_heads", 1)] {
         cfg[k] = v.into();
@@ -264,7 +349,7 @@ fn random_model(dir: &std::path::Path) -> std::path::PathBuf {
     dir.to_path_buf()
 }
 
-fn train_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+pub(crate) fn train_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -276,7 +361,7 @@ fn train_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
+pub(crate) fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();

@@ -63,6 +63,7 @@ fn dedup_key_depends_on_images_and_normalised_prompt() {
         tokens: None,
         num_tokens: None,
         bucket: None,
+        pass_rate: None,
     };
     let on = [KeyField::Prompt, KeyField::Images];
     assert_eq!(key(&t("What  is it?", "a"), &on), key(&t("what is it?", "a"), &on));
