@@ -321,7 +321,7 @@ enum TrainCommand {
         out: PathBuf,
         /// Train config (YAML; every key has a default: lr, schedule, warmup_ratio, epochs,
         /// max_steps, packs_per_step, packs_per_forward, max_grad_norm, adamw, seed, dtype,
-        /// freeze, save_every, keep_last, head_chunk_mib, eval).
+        /// freeze, lr_scale, lora, save_every, keep_last, head_chunk_mib, eval).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Tokenizer directory the shards were packed with (default: the model directory).
@@ -358,7 +358,7 @@ enum TrainCommand {
         /// keep|filter|penalty, overlong_window}, std_normalize, clip_low, clip_high,
         /// aggregation: token_mean|seq_mean_token_mean|seq_mean_token_sum, beta,
         /// dynamic_sampling, updates_per_batch, pack_length, lr, schedule, warmup_ratio,
-        /// max_grad_norm, adamw, seed, dtype, freeze, lora, save_every, keep_last).
+        /// max_grad_norm, adamw, seed, dtype, freeze, lr_scale, lora, save_every, keep_last).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Tokenizer directory (default: the model directory).

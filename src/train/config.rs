@@ -179,14 +179,7 @@ impl TrainConfig {
 
     /// Parse config text and check it.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let cfg: Self = if text.trim().is_empty() {
-            Self::default()
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| match e.location() {
-                Some(l) => format!("line {} column {}: {e}", l.line(), l.column()),
-                None => e.to_string(),
-            })?
-        };
+        let cfg: Self = parse_yaml(text)?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -244,10 +237,25 @@ impl TrainConfig {
     }
 }
 
-/// The JSON Schema of train configs, as committed in `schemas/train-config.schema.json`.
-pub fn json_schema() -> String {
-    let schema = schemars::schema_for!(TrainConfig);
-    let mut s = serde_json::to_string_pretty(&schema).expect("schema serialises");
+/// A config from YAML text (empty text: the defaults), errors with line and column.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned + Default>(text: &str) -> std::result::Result<T, String> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_saphyr::from_str(text).map_err(|e| match e.location() {
+        Some(l) => format!("line {} column {}: {e}", l.line(), l.column()),
+        None => e.to_string(),
+    })
+}
+
+/// The pretty JSON Schema of a config type, with a final newline.
+pub(crate) fn schema_of<T: schemars::JsonSchema>() -> String {
+    let mut s = serde_json::to_string_pretty(&schemars::schema_for!(T)).expect("schema serialises");
     s.push('\n');
     s
+}
+
+/// The JSON Schema of train configs, as committed in `schemas/train-config.schema.json`.
+pub fn json_schema() -> String {
+    schema_of::<TrainConfig>()
 }

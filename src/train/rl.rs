@@ -77,10 +77,7 @@ pub struct RlConfig {
 
 /// The JSON Schema of RL configs, as committed in `schemas/rl-config.schema.json`.
 pub fn json_schema() -> String {
-    let schema = schemars::schema_for!(RlConfig);
-    let mut s = serde_json::to_string_pretty(&schema).expect("schema serialises");
-    s.push('\n');
-    s
+    super::config::schema_of::<RlConfig>()
 }
 
 /// The reward: `accuracy` times the verifier's verdict plus `format` times the format check,
@@ -160,14 +157,7 @@ impl RlConfig {
     }
 
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let cfg: Self = if text.trim().is_empty() {
-            Self::default()
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| match e.location() {
-                Some(l) => format!("line {} column {}: {e}", l.line(), l.column()),
-                None => e.to_string(),
-            })?
-        };
+        let cfg: Self = super::config::parse_yaml(text)?;
         cfg.check()?;
         Ok(cfg)
     }
