@@ -6,6 +6,7 @@ mod bad_inputs;
 mod chat;
 mod dedup;
 mod filters;
+mod learn;
 mod ingest_layouts;
 mod model;
 mod packing;
