@@ -40,20 +40,26 @@ fn tiny_vl_config() -> serde_json::Value {
     cfg
 }
 
+/// A byte-level BPE of `vocab_size` learned tokens trained on the task's train split, shaped
+/// like the repository's Qwen2.5 tokenizer (special tokens, chat template).
+pub(crate) fn task_tokenizer(train: &Path, out: &Path, vocab_size: usize) -> PathBuf {
+    let args = cotforge::pack::train_tokenizer::TrainTokenizerArgs {
+        inputs: vec![train.to_path_buf()],
+        columns: vec!["problem".into(), "answer".into()],
+        vocab_size,
+        min_frequency: 2,
+        like: repo().join("fixtures/tokenizers/qwen2.5"),
+        out: out.to_path_buf(),
+    };
+    cotforge::pack::train_tokenizer::train_tokenizer(&args).unwrap();
+    out.to_path_buf()
+}
+
 /// `column` is `answer` (long CoT) or `short_answer`.
 pub(crate) fn arith_setup(dir: &Path, train_rows: usize, test_rows: usize, column: &str) -> ArithSetup {
     let data = dir.join("data");
     let files = cotforge::synth::corpus::arith_task(0, train_rows, test_rows, &data).unwrap();
-    let tok = dir.join("tok");
-    let args = cotforge::pack::train_tokenizer::TrainTokenizerArgs {
-        inputs: vec![files[0].clone()],
-        columns: vec!["problem".into(), "answer".into()],
-        vocab_size: 512,
-        min_frequency: 2,
-        like: repo().join("fixtures/tokenizers/qwen2.5"),
-        out: tok.clone(),
-    };
-    cotforge::pack::train_tokenizer::train_tokenizer(&args).unwrap();
+    let tok = task_tokenizer(&files[0], &dir.join("tok"), 512);
     let mut cfg = tiny_vl_config();
     cotforge::pack::train_tokenizer::fit_config(&mut cfg, &tok).unwrap();
     let model = dir.join("model");

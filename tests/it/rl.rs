@@ -6,7 +6,6 @@ use cotforge::train::TrainConfig;
 use cotforge::train::optim::Schedule;
 use cotforge::train::rl::{RlArgs, RlConfig, run};
 
-use crate::common::repo;
 use crate::train::{copy_dir, train_lines};
 
 /// A curated run of `rows` prompts of `cotforge synth --task arith` (image, question,
@@ -15,16 +14,7 @@ use crate::train::{copy_dir, train_lines};
 pub(crate) fn start(dir: &std::path::Path, rows: usize, steps: usize) -> (std::path::PathBuf, std::path::PathBuf) {
     let data = dir.join("data");
     let files = cotforge::synth::corpus::arith_task(5, rows, 1, &data).unwrap();
-    let tok = dir.join("tok");
-    let args = cotforge::pack::train_tokenizer::TrainTokenizerArgs {
-        inputs: vec![files[0].clone()],
-        columns: vec!["problem".into(), "answer".into()],
-        vocab_size: 320,
-        min_frequency: 2,
-        like: repo().join("fixtures/tokenizers/qwen2.5"),
-        out: tok.clone(),
-    };
-    cotforge::pack::train_tokenizer::train_tokenizer(&args).unwrap();
+    let tok = crate::learn::task_tokenizer(&files[0], &dir.join("tok"), 320);
     let mut cfg = cotforge::model::init::preset("qwen2.5-vl-tiny").unwrap();
     for k in ["hidden_size", "intermediate_size"] {
         let v = if k == "hidden_size" { 64 } else { 128 };
