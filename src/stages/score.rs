@@ -130,7 +130,7 @@ impl Score {
         let tok = cfg.tokenizer.clone().map(PathBuf::from).unwrap_or_else(|| dir.clone());
         let opts = EncodeOptions { system: cfg.system.clone(), min_pixels: cfg.min_pixels, max_pixels: cfg.max_pixels, ..EncodeOptions::default() };
         let encoder = ChatEncoder::from_dir(&tok, opts)?;
-        let stop: Vec<u32> = ["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| encoder.tokenizer.token_to_id(t)).collect();
+        let stop = crate::train::eval::stop_tokens(&encoder.tokenizer);
         if stop.is_empty() {
             return Err(Error::Input(format!("score: the tokenizer in {} has no <|im_end|> or <|endoftext|> token to stop at", tok.display())));
         }

@@ -16,6 +16,14 @@ pub struct EvalPrompt {
     pub id: String,
     pub prompt: Prompt,
     pub reference: String,
+    /// The prompt's encoded image files, in order (for training on the prompt, as GRPO does).
+    pub images: Vec<Vec<u8>>,
+}
+
+/// The tokens generation stops at: the chat template's end of turn and the end of text, where
+/// the tokenizer has them.
+pub fn stop_tokens(tokenizer: &tokenizers::Tokenizer) -> Vec<u32> {
+    ["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| tokenizer.token_to_id(t)).collect()
 }
 
 /// Read up to `limit` prompts with references from a run directory, encoded with the chat
@@ -38,6 +46,7 @@ pub fn load_prompts(run: &Path, tokenizer: &Path, system: Option<String>, model:
             id: t.id.clone(),
             prompt: Prompt { ids: tokens.ids, pixel_values, grids: tokens.grids },
             reference: t.reference.clone().unwrap_or_default(),
+            images,
         });
     }
     Ok((out, enc.tokenizer))
@@ -79,7 +88,7 @@ pub struct GenResult {
 /// Greedy continuations of the prompts, `batch` at a time, stopped at the tokenizer's end of
 /// turn, verified against the references.
 pub fn accuracy(model: &CausalLm, tokenizer: &tokenizers::Tokenizer, prompts: &[EvalPrompt], max_new_tokens: usize, batch: usize) -> Result<GenReport> {
-    let stop: Vec<u32> = ["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| tokenizer.token_to_id(t)).collect();
+    let stop = stop_tokens(tokenizer);
     let opts = GenerateOptions { max_new_tokens, stop: stop.clone(), ..GenerateOptions::default() };
     let mut report = GenReport { prompts: prompts.len(), correct: 0, accuracy: 0.0, truncated: 0, mean_new_tokens: 0.0, results: Vec::new() };
     let mut total_new = 0usize;

@@ -302,7 +302,7 @@ struct RowData {
 
 /// Pack the kept rollouts into update rows (the SFT packer, `pack_length` tokens a row) with
 /// each token's advantage and aggregation weight.
-fn update_rows(cfg: &RlConfig, prompts: &[&EvalPrompt], images: &[Vec<Vec<u8>>], rollouts: &[&Rollout], adv: &[f64]) -> Vec<(Row, Vec<f64>, Vec<f64>)> {
+fn update_rows(cfg: &RlConfig, prompts: &[&EvalPrompt], rollouts: &[&Rollout], adv: &[f64]) -> Vec<(Row, Vec<f64>, Vec<f64>)> {
     let lens: Vec<u32> = rollouts.iter().map(|r| (prompts[r.prompt].prompt.ids.len() + r.tokens.len()) as u32).collect();
     let loss_lens: Vec<usize> = rollouts
         .iter()
@@ -326,7 +326,7 @@ fn update_rows(cfg: &RlConfig, prompts: &[&EvalPrompt], images: &[Vec<Vec<u8>>],
                 row.loss_mask.extend(std::iter::repeat_n(false, p.prompt.ids.len()));
                 row.loss_mask.extend(std::iter::repeat_n(!masked, r.tokens.len()));
                 row.segments.push(lens[i]);
-                row.images.extend(images[r.prompt].iter().cloned());
+                row.images.extend(p.images.iter().cloned());
                 row.grids.extend_from_slice(&p.prompt.grids);
                 row.packs.push(i as u64);
                 // the loss positions of this segment are its response tokens, in order
@@ -417,8 +417,6 @@ pub fn run(args: &RlArgs) -> Result<RlSummary> {
     }
     let prompt_ids: Vec<&str> = prompts.iter().map(|p| p.id.as_str()).collect();
     let prompts_blake3 = blake3::hash(prompt_ids.join("\n").as_bytes()).to_hex().to_string();
-    // the prompts' image bytes, for the update rows
-    let images = prompt_images(&args.prompts, &prompts)?;
     let mut trainer = Trainer::new(model, tcfg.clone())?;
     let chunk = super::loss::chunk_rows(trainer.model.config.text.vocab_size, tcfg.head_chunk_mib << 20);
     let mut step = 0;
@@ -433,7 +431,7 @@ pub fn run(args: &RlArgs) -> Result<RlSummary> {
         step = st.step;
         super::sft::truncate_metrics(&metrics, step)?;
     }
-    let stop: Vec<u32> = ["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| tokenizer.token_to_id(t)).collect();
+    let stop = super::eval::stop_tokens(&tokenizer);
     let total_updates = cfg.steps * cfg.updates_per_batch;
     let warmup = (cfg.warmup_ratio * total_updates as f64).ceil() as usize;
     let bar = super::sft::step_bar(args.progress, cfg.steps as u64, "train rl");
@@ -441,14 +439,20 @@ pub fn run(args: &RlArgs) -> Result<RlSummary> {
     let mut last = StepStats::default();
     let mut checkpoint_dir = resumed.clone();
     let n = prompts.len();
+    // the shuffle of the epoch the last step drew from (a step may span two epochs)
+    let mut order: Option<(u64, Vec<usize>)> = None;
     while step < cfg.steps {
         let first = step * cfg.prompts_per_step;
-        let chosen: Vec<usize> = (first..first + cfg.prompts_per_step)
-            .map(|k| epoch_order(n, cfg.seed, (k / n) as u64)[k % n])
-            .collect();
-        let batch: Vec<&EvalPrompt> = chosen.iter().map(|&i| &prompts[i]).collect();
-        let batch_images: Vec<Vec<Vec<u8>>> = chosen.iter().map(|&i| images[i].clone()).collect();
-        let stats = rl_step(&mut trainer, cfg, step, &batch, &batch_images, &stop, &tokenizer, reference.as_ref(), chunk, warmup, total_updates)?;
+        let mut batch: Vec<&EvalPrompt> = Vec::with_capacity(cfg.prompts_per_step);
+        for k in first..first + cfg.prompts_per_step {
+            let epoch = (k / n) as u64;
+            if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                order = Some((epoch, epoch_order(n, cfg.seed, epoch)));
+            }
+            let idx = order.as_ref().map_or(0, |(_, o)| o[k % n]);
+            batch.push(&prompts[idx]);
+        }
+        let stats = rl_step(&mut trainer, cfg, step, &batch, &stop, &tokenizer, reference.as_ref(), chunk, warmup, total_updates)?;
         step += 1;
         let mut line = serde_json::to_value(&stats).map_err(|e| Error::Run(format!("metrics: {e}")))?;
         line["step"] = step.into();
@@ -479,20 +483,6 @@ pub fn run(args: &RlArgs) -> Result<RlSummary> {
     Ok(RlSummary { steps: step, checkpoint, last })
 }
 
-/// The image bytes of each prompt, from the run's image store.
-fn prompt_images(run: &Path, prompts: &[EvalPrompt]) -> Result<Vec<Vec<Vec<u8>>>> {
-    let store = crate::ingest::images::ImageStore::open(&run.join("images"))?;
-    let mut by_id: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-    crate::pipeline::io::PartReader::open(&run.join("curated"))?.for_each_batch(4096, |df| {
-        for t in crate::schema::traces_from_df(&df)? {
-            let imgs = t.images.iter().map(|im| store.get(&im.id)).collect::<Result<Vec<_>>>()?;
-            by_id.insert(t.id.clone(), imgs);
-        }
-        Ok(())
-    })?;
-    Ok(prompts.iter().map(|p| by_id.remove(&p.id).unwrap_or_default()).collect())
-}
-
 /// One rollout batch and its updates.
 #[allow(clippy::too_many_arguments)]
 fn rl_step(
@@ -500,7 +490,6 @@ fn rl_step(
     cfg: &RlConfig,
     step: usize,
     batch: &[&EvalPrompt],
-    images: &[Vec<Vec<u8>>],
     stop: &[u32],
     tokenizer: &tokenizers::Tokenizer,
     reference: Option<&CausalLm>,
@@ -545,7 +534,7 @@ fn rl_step(
     let t = Instant::now();
     let mut update_tokens = 0usize;
     let mut rows = Vec::new();
-    for (row, a, w) in update_rows(cfg, batch, images, &kept, &kept_adv) {
+    for (row, a, w) in update_rows(cfg, batch, &kept, &kept_adv) {
         let old = row_logps(&trainer.model, &row, false, chunk)?.logp;
         let reference = match reference {
             Some(r) => Some(row_logps(r, &row, false, chunk)?.logp),
