@@ -34,14 +34,10 @@ pub struct HeadGrads {
     pub weight: Tensor,
 }
 
-/// The coefficients c_i of the objective `sum_i c_i * log p_i`: given, or computed from each
-/// position's index and its log-probability (the policy-gradient losses, whose weight on a
-/// token depends on the token's current probability), in the same pass.
-#[derive(Clone, Copy)]
-pub enum Coef<'a> {
-    Given(&'a [f32]),
-    Of(&'a dyn Fn(usize, f32) -> f32),
-}
+/// The coefficients c_i of the objective `sum_i c_i * log p_i`, computed from each position's
+/// index and its log-probability in the same pass (a constant for SFT; the policy-gradient
+/// losses weigh a token by its current probability).
+pub type Coef<'a> = &'a dyn Fn(usize, f32) -> f32;
 
 /// Positions per chunk so that one chunk of f32 logits stays near `budget_bytes`.
 pub fn chunk_rows(vocab: usize, budget_bytes: usize) -> usize {
@@ -53,7 +49,7 @@ pub fn chunk_rows(vocab: usize, budget_bytes: usize) -> usize {
 /// per-position log-probabilities (and entropies when asked), and with `coef` the gradients.
 pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<Coef>, entropy: bool, chunk: usize) -> Result<(HeadOutput, Option<HeadGrads>)> {
     let n = h.dim(0).map_err(ce)?;
-    if targets.len() != n || matches!(coef, Some(Coef::Given(c)) if c.len() != n) {
+    if targets.len() != n {
         return Err(Error::Run(format!("loss: {n} positions, {} targets", targets.len())));
     }
     let hd = h.detach().to_dtype(DType::F32).map_err(ce)?;
@@ -80,10 +76,7 @@ pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<Coef>, entropy
             let lse = z.log()?; // of the shifted logits
             let picked = shifted.gather(&t.unsqueeze(1)?, 1)?;
             let logp = (picked - &lse)?.squeeze(1)?.to_vec1::<f32>()?;
-            let coefs: Option<Vec<f32>> = coef.map(|c| match c {
-                Coef::Given(c) => c[start..start + len].to_vec(),
-                Coef::Of(f) => logp.iter().enumerate().map(|(i, &lp)| f(start + i, lp)).collect(),
-            });
+            let coefs: Option<Vec<f32>> = coef.map(|f| logp.iter().enumerate().map(|(i, &lp)| f(start + i, lp)).collect());
             out.logp.extend(logp);
             if entropy {
                 // entropy = lse - sum(p * shifted) = lse - sum(e * shifted) / z

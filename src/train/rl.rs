@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use super::config::{FreezeConfig, LoraConfig, LrScaleConfig, Recompute, TrainConfig};
 use super::eval::EvalPrompt;
 use super::grpo::{Aggregation, Clip, degenerate, group_advantages, token_coef, token_term};
-use super::loss::Coef;
 use super::optim::{AdamWConfig, Schedule, clip_factor, global_norm, lr_factor};
 use super::sft::{Row, TrainState, Trainer, row_logps};
 use super::checkpoint;
@@ -557,7 +556,7 @@ fn rl_step(
                 terms.borrow_mut().push((term, d.weight[i]));
                 token_coef(&term, d.weight[i])
             };
-            let out = trainer.accumulate_objective(&d.row, Coef::Of(&f), u == 0, &mut acc)?;
+            let out = trainer.accumulate_objective(&d.row, &f, u == 0, &mut acc)?;
             update_tokens += d.row.ids.len();
             for (term, w) in terms.into_inner() {
                 clipped += usize::from(term.clipped);

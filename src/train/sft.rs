@@ -145,7 +145,7 @@ impl Trainer {
     /// the f32 gradients are added into `acc`. See [`Self::accumulate_objective`].
     pub fn accumulate(&self, row: &Row, scale: f64, acc: &mut BTreeMap<String, Tensor>) -> Result<Nll> {
         let c = -scale as f32;
-        Ok(Nll::of(&self.accumulate_objective(row, Coef::Of(&|_, _| c), false, acc)?))
+        Ok(Nll::of(&self.accumulate_objective(row, &|_, _| c, false, acc)?))
     }
 
     /// Forward and backward of one row for the objective `sum_i c_i * log p_i` over its loss
