@@ -268,6 +268,11 @@ pub struct StepStats {
     pub lr: f64,
     pub rollout_tokens_per_s: f64,
     pub update_tokens_per_s: f64,
+    /// Tokens sampled by the rollouts.
+    pub sampled_tokens: usize,
+    /// Tokens (prompts and responses) through the update's forward and backward passes, over
+    /// all updates of the batch.
+    pub update_tokens: usize,
 }
 
 /// Score the responses of a step (`prompts` in order, `g` responses each, prompt-major).
@@ -522,6 +527,7 @@ fn rl_step(
         truncated: rollouts.iter().filter(|r| r.truncated).count() as f64 / m,
         groups: batch.len(),
         rollout_tokens_per_s: generated as f64 / rollout_secs.max(1e-9),
+        sampled_tokens: generated,
         ..StepStats::default()
     };
     // dynamic sampling: groups with one reward for all carry no advantage
@@ -583,5 +589,6 @@ fn rl_step(
     stats.entropy = entropy;
     stats.loss = loss / cfg.updates_per_batch as f64;
     stats.update_tokens_per_s = update_tokens as f64 / t.elapsed().as_secs_f64().max(1e-9);
+    stats.update_tokens = update_tokens;
     Ok(stats)
 }
