@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod model;
 pub mod pack;
 pub mod pipeline;
+pub mod repro;
 pub mod schema;
 pub mod shards;
 pub mod spec;

@@ -284,6 +284,31 @@ enum Command {
         #[arg(long)]
         lengths_out: Option<PathBuf>,
     },
+    /// The long-CoT claim in miniature: synth the arith task (short and long-CoT answers),
+    /// curate and pack it, train four arms from one tiny Qwen2.5-VL per seed ((A) SFT on short
+    /// answers, (B) SFT on long-CoT traces, (C) B then GRPO, (D) A then GRPO), evaluate them on
+    /// held-out questions with the verifier, and write OUT/results.md and OUT/results.json
+    /// (OUT/timings.json holds the wall times). Training jobs run as subprocesses, `jobs` at a
+    /// time with one thread each; a rerun of the same config skips the jobs that finished.
+    ReproMini {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Config (YAML; its keys override the recipe's, see pipelines/repro-mini.yaml): seeds,
+        /// jobs, data, tokenizer_vocab, template_tokenizer, model, system, pack_length, sft, rl,
+        /// eval.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seeds, comma-separated (overrides the config's).
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<u64>>,
+        /// Jobs at once (overrides the config's; 0: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Check a spec without running it.
     Check {
         /// Pipeline spec (YAML).
@@ -610,6 +635,24 @@ fn dispatch(cmd: Command) -> Result<()> {
             println!("{} texts, {total} tokens", texts.len());
             println!("tokenizers encode_batch_fast: {raw:.0} tokens/s");
             println!("cotforge per-row counting:    {ours:.0} tokens/s ({:.0}% of batch)", 100.0 * ours / raw);
+            Ok(())
+        }
+        Command::ReproMini { out, config, seeds, jobs, quiet } => {
+            let mut config = match config {
+                Some(p) => cotforge::repro::ReproConfig::load(&p)?,
+                None => cotforge::repro::ReproConfig::default(),
+            };
+            if let Some(s) = seeds {
+                config.seeds = s;
+            }
+            if let Some(j) = jobs {
+                config.jobs = j;
+            }
+            let exe = std::env::current_exe().map_err(|e| Error::Run(format!("locating the cotforge executable: {e}")))?;
+            let args = cotforge::repro::ReproArgs { out: out.clone(), config, exe, progress: !quiet };
+            let (results, secs) = cotforge::repro::run(&args)?;
+            print!("{}", cotforge::repro::markdown(&results));
+            println!("\n{:.1} min; {} (results.json, timings.json)", secs / 60.0, out.join("results.md").display());
             Ok(())
         }
         Command::Check { spec: path } => {

@@ -404,5 +404,6 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
         ("shard.schema.json", crate::shards::schema_json()),
         ("train-config.schema.json", crate::train::config::json_schema()),
         ("rl-config.schema.json", crate::train::rl::json_schema()),
+        ("repro-config.schema.json", crate::repro::json_schema()),
     ]
 }

@@ -1,44 +1,14 @@
-//! Learning on `cotforge synth --task arith`: a tiny Qwen2.5-VL, initialised from scratch with a
-//! task tokenizer, is fine-tuned on the long-CoT traces through the whole cotforge path
-//! (synth, train-tokenizer, curate and pack, SFT) and must answer held-out questions (triples
-//! never seen in training) far above chance: it has to read the digits from the image and do
-//! both steps of arithmetic.
+//! Learning on `cotforge synth --task arith`, through `cotforge repro-mini` (the CI-sized run:
+//! one seed): a tiny Qwen2.5-VL initialised from scratch with a task tokenizer, fine-tuned on
+//! long-CoT traces (arm B), must answer held-out questions (triples never seen in training) far
+//! above chance and above the same model fine-tuned on short answers (arm A): it has to read
+//! the digits from the image and do both steps of arithmetic.
 
 use std::path::{Path, PathBuf};
 
-use cotforge::train::TrainConfig;
-use cotforge::train::config::{EvalConfig, FreezeConfig};
-use cotforge::train::eval::GenEvalConfig;
-use cotforge::train::optim::{AdamWConfig, Schedule};
+use cotforge::repro::{ReproArgs, ReproConfig, ReproResults};
 
-use crate::common::{repo, run, write_spec};
-
-/// The task's data, task tokenizer and a fresh tiny model, under `dir`.
-pub(crate) struct ArithSetup {
-    pub train_run: PathBuf,
-    pub test_run: PathBuf,
-    pub model: PathBuf,
-}
-
-/// The model's config: hidden 128, 4 layers, 4/2 heads, a 2-block vision tower of width 64.
-fn tiny_vl_config() -> serde_json::Value {
-    let mut cfg = cotforge::model::init::preset("qwen2.5-vl-tiny").unwrap();
-    for (k, v) in [("hidden_size", 128), ("intermediate_size", 384), ("num_hidden_layers", 4), ("num_attention_heads", 4), ("num_key_value_heads", 2)] {
-        cfg[k] = v.into();
-        cfg["text_config"][k] = v.into();
-    }
-    // head dim 32: 16 rotary pairs, text positions on all three axes alike
-    cfg["rope_scaling"]["mrope_section"] = serde_json::json!([1, 1, 14]);
-    cfg["text_config"]["rope_scaling"] = cfg["rope_scaling"].clone();
-    let v = &mut cfg["vision_config"];
-    v["depth"] = 2.into();
-    v["hidden_size"] = 64.into();
-    v["intermediate_size"] = 128.into();
-    v["num_heads"] = 2.into();
-    v["out_hidden_size"] = 128.into();
-    v["fullatt_block_indexes"] = serde_json::json!([1]);
-    cfg
-}
+use crate::common::repo;
 
 /// A byte-level BPE of `vocab_size` learned tokens trained on the task's train split, shaped
 /// like the repository's Qwen2.5 tokenizer (special tokens, chat template).
@@ -55,73 +25,75 @@ pub(crate) fn task_tokenizer(train: &Path, out: &Path, vocab_size: usize) -> Pat
     out.to_path_buf()
 }
 
-/// `column` is `answer` (long CoT) or `short_answer`.
-pub(crate) fn arith_setup(dir: &Path, train_rows: usize, test_rows: usize, column: &str) -> ArithSetup {
-    let data = dir.join("data");
-    let files = cotforge::synth::corpus::arith_task(0, train_rows, test_rows, &data).unwrap();
-    let tok = task_tokenizer(&files[0], &dir.join("tok"), 512);
-    let mut cfg = tiny_vl_config();
-    cotforge::pack::train_tokenizer::fit_config(&mut cfg, &tok).unwrap();
-    let model = dir.join("model");
-    cotforge::model::init::write_random(&model, &cfg, Some(&tok), 1).unwrap();
-    let spec = |name: &str, file: &Path| {
-        format!(
-            "name: {name}\ninputs:\n  - path: {}\n    format: parquet\n    columns: {{prompt: problem, response: {column}, reference: solution, images: images}}\n    source: arith\nstages:\n  - validate: {{}}\n  - filter.correct: {{}}\n  - dedup.exact: {{on: [prompt, images]}}\n  - tokenize:\n      tokenizer: {}\n      system: Reason step by step, then answer in \\boxed{{}}.\n  - pack: {{max_length: 512, row_group_packs: 8}}\noutput:\n  dir: o\n",
-            file.display(),
-            tok.display()
-        )
-    };
-    let (train_run, test_run) = (dir.join("train-run"), dir.join("test-run"));
-    for d in ["train-spec", "test-spec"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    run(&write_spec(&dir.join("train-spec"), &spec("arith-train", &files[0])), &train_run, None);
-    run(&write_spec(&dir.join("test-spec"), &spec("arith-test", &files[1])), &test_run, None);
-    ArithSetup { train_run, test_run, model }
+/// The committed recipe (pipelines/repro-mini.yaml) with `edit` applied.
+fn recipe(edit: impl FnOnce(&mut ReproConfig)) -> ReproConfig {
+    let mut cfg = ReproConfig::load(&repo().join("pipelines/repro-mini.yaml")).unwrap();
+    cfg.template_tokenizer = repo().join("fixtures/tokenizers/qwen2.5");
+    edit(&mut cfg);
+    cfg
 }
 
-/// SFT settings that learn the task on a CPU in minutes: the vision tower and merger stay at
-/// their random initialisation (random features of the digit cells are enough to tell them
-/// apart; trained from scratch at the text model's rate they collapse, see `lr_scale`).
-pub(crate) fn arith_train_config(steps: usize, eval_run: &Path, eval_prompts: usize) -> TrainConfig {
-    TrainConfig {
-        lr: 3e-3,
-        schedule: Schedule::Cosine,
-        warmup_ratio: 0.02,
-        max_steps: Some(steps),
-        packs_per_step: 1,
-        adamw: AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.01 },
-        freeze: FreezeConfig { vision_tower: true, merger: true },
-        eval: Some(EvalConfig {
-            shards: None,
-            generate: Some(GenEvalConfig { run: eval_run.into(), limit: Some(eval_prompts), max_new_tokens: 96, system: None, batch: 25 }),
-            every: 0,
-        }),
-        ..TrainConfig::default()
-    }
+fn repro(out: &Path, config: ReproConfig, exe: &Path) -> cotforge::Result<(ReproResults, f64)> {
+    cotforge::repro::run(&ReproArgs { out: out.to_path_buf(), config, exe: exe.to_path_buf(), progress: false })
 }
 
 #[test]
-fn long_cot_sft_answers_held_out_arith_questions_far_above_chance() {
+fn repro_mini_long_cot_sft_beats_short_answer_sft_on_held_out_questions() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = arith_setup(tmp.path(), 4000, 100, "answer");
-    let cfg = arith_train_config(STEPS, &s.test_run, 100);
-    let args = cotforge::train::SftArgs {
-        shards: s.train_run.join("shards"),
-        model: s.model,
-        tokenizer: None,
-        out: tmp.path().join("sft"),
-        config: cfg,
-        resume: false,
-        progress: false,
-        device: "cpu".into(),
-    };
-    let summary = cotforge::train::sft::run(&args).unwrap();
-    let acc = summary.eval_accuracy.unwrap();
-    // chance: the most common answer of (a + b) x c over digits 1-5 is 12, 8% of questions
-    eprintln!("held-out accuracy {acc} after {} steps, {:.0} s", summary.steps, summary.seconds);
-    assert!(acc >= MIN_ACCURACY, "held-out accuracy {acc}");
+    let out = tmp.path().join("repro");
+    let cfg = recipe(|c| {
+        c.seeds = vec![0];
+        c.jobs = 2;
+        c.sft.max_steps = Some(SFT_STEPS);
+        c.rl.steps = 3;
+        c.rl.prompts_per_step = 4;
+    });
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_cotforge"));
+    let (r, secs) = repro(&out, cfg.clone(), &exe).unwrap();
+    let (a, b, c, d) = (r.arm("A").unwrap(), r.arm("B").unwrap(), r.arm("C").unwrap(), r.arm("D").unwrap());
+    eprintln!("{}{secs:.0} s", cotforge::repro::markdown(&r));
+    // the claim: long-CoT SFT answers unseen questions, short-answer SFT cannot compose them
+    assert!(b.accuracy_mean > a.accuracy_mean, "B {} <= A {}", b.accuracy_mean, a.accuracy_mean);
+    assert!(b.accuracy_mean >= MIN_B_ACCURACY, "B {}", b.accuracy_mean);
+    assert!(b.accuracy_mean > r.majority_baseline + 0.1, "B {} vs majority {}", b.accuracy_mean, r.majority_baseline);
+    // every arm answered every held-out prompt; the long-CoT arms reason at length, the others
+    // answer in a few tokens
+    for arm in [a, b, c, d] {
+        assert_eq!(arm.runs.len(), 1);
+        assert_eq!(arm.runs[0].prompts, r.test_prompts);
+    }
+    assert!(b.response_tokens_mean > 40.0 && a.response_tokens_mean < 15.0, "B {} A {}", b.response_tokens_mean, a.response_tokens_mean);
+    // the GRPO arms continue from their SFT arm: same SFT tokens, plus sampled ones
+    assert_eq!((c.sft_tokens_mean, d.sft_tokens_mean), (b.sft_tokens_mean, a.sft_tokens_mean));
+    assert!(c.rl_sampled_tokens_mean > 0.0 && d.rl_sampled_tokens_mean > 0.0 && a.rl_sampled_tokens_mean == 0.0);
+    let on_disk: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["b_minus_a"].as_f64().unwrap(), r.b_minus_a);
+    assert!(std::fs::read_to_string(out.join("results.md")).unwrap().contains("| B | SFT on long-CoT traces |"));
+
+    // a rerun of the same config finds every job done and writes the same bytes
+    let before = std::fs::read(out.join("results.json")).unwrap();
+    let (again, secs_again) = repro(&out, cfg, &exe).unwrap();
+    assert_eq!(again, r);
+    assert_eq!(std::fs::read(out.join("results.json")).unwrap(), before);
+    assert!(secs_again < 60.0, "the rerun trained again ({secs_again:.0} s)");
 }
 
-const STEPS: usize = 3000;
-const MIN_ACCURACY: f64 = 0.3;
+#[test]
+fn repro_mini_names_the_failed_job_and_its_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = recipe(|c| {
+        c.seeds = vec![3];
+        c.jobs = 1;
+        c.data.train_rows = 60;
+        c.data.test_rows = 12;
+    });
+    // an executable that fails every job
+    let e = repro(tmp.path(), cfg.clone(), Path::new("/bin/false")).unwrap_err().to_string();
+    assert!(e.contains("job `seed 3 A: sft` failed") && e.contains("log.txt"), "{e}");
+    let e = repro(tmp.path(), recipe(|c| c.template_tokenizer = "no/such/dir".into()), Path::new("/bin/false")).unwrap_err().to_string();
+    assert!(e.contains("template_tokenizer no/such/dir"), "{e}");
+}
+
+/// SFT steps of the CI-sized run; the full recipe trains 3,000.
+const SFT_STEPS: usize = 3000;
+const MIN_B_ACCURACY: f64 = 0.3;

@@ -15,25 +15,8 @@ pub(crate) fn start(dir: &std::path::Path, rows: usize, steps: usize) -> (std::p
     let data = dir.join("data");
     let files = cotforge::synth::corpus::arith_task(5, rows, 1, &data).unwrap();
     let tok = crate::learn::task_tokenizer(&files[0], &dir.join("tok"), 320);
-    let mut cfg = cotforge::model::init::preset("qwen2.5-vl-tiny").unwrap();
-    for k in ["hidden_size", "intermediate_size"] {
-        let v = if k == "hidden_size" { 64 } else { 128 };
-        cfg[k] = v.into();
-        cfg["text_config"][k] = v.into();
-    }
-    for k in ["num_hidden_layers", "num_attention_heads", "num_key_value_heads"] {
-        let v = if k == "num_hidden_layers" { 2 } else if k == "num_attention_heads" { 2 } else { 1 };
-        cfg[k] = v.into();
-        cfg["text_config"][k] = v.into();
-    }
-    cfg["rope_scaling"]["mrope_section"] = serde_json::json!([4, 6, 6]);
-    cfg["text_config"]["rope_scaling"] = cfg["rope_scaling"].clone();
-    cfg["vision_config"]["depth"] = 2.into();
-    cfg["vision_config"]["hidden_size"] = 32.into();
-    cfg["vision_config"]["intermediate_size"] = 64.into();
-    cfg["vision_config"]["num_heads"] = 2.into();
-    cfg["vision_config"]["out_hidden_size"] = 64.into();
-    cfg["vision_config"]["fullatt_block_indexes"] = serde_json::json!([1]);
+    let tiny = cotforge::repro::TinyModel { hidden_size: 64, intermediate_size: 128, layers: 2, heads: 2, kv_heads: 1, mrope_section: vec![4, 6, 6], vision_depth: 2, vision_hidden: 32 };
+    let mut cfg = cotforge::repro::ReproConfig { model: tiny, ..Default::default() }.model_config().unwrap();
     cotforge::pack::train_tokenizer::fit_config(&mut cfg, &tok).unwrap();
     let model = dir.join("model");
     cotforge::model::init::write_random(&model, &cfg, Some(&tok), 3).unwrap();
