@@ -401,17 +401,17 @@ pub fn run(args: &ReproArgs) -> Result<(ReproResults, f64)> {
         let init = dir.join("init");
         crate::model::init::write_random(&init, &model_cfg, Some(&tok), seed)?;
         let sft_cfg = TrainConfig { seed, ..cfg.sft.clone() };
-        let sft_yaml = dir.join("sft-config.json");
-        atomic_write(&sft_yaml, to_yaml(&sft_cfg)?.as_bytes(), 0)?;
+        let sft_file = dir.join("sft-config.json");
+        atomic_write(&sft_file, config_file(&sft_cfg)?.as_bytes(), 0)?;
         let rl_cfg = RlConfig { seed, system: Some(cfg.system.clone()), ..cfg.rl.clone() };
-        let rl_yaml = dir.join("rl-config.json");
-        atomic_write(&rl_yaml, to_yaml(&rl_cfg)?.as_bytes(), 0)?;
+        let rl_file = dir.join("rl-config.json");
+        atomic_write(&rl_file, config_file(&rl_cfg)?.as_bytes(), 0)?;
         let key = |arm: &str| format!("{config_hash}/{seed}/{arm}");
         let mut sft_job = |arm: &str, shards: &str| {
             let o = dir.join(arm);
             jobs.push(Job {
                 name: format!("seed {seed} {arm}: sft"),
-                args: args_of(&["train", "sft", "--quiet", "--shards"], &[curated.join(shards).join("shards"), "--model".into(), init.clone(), "--out".into(), o.clone(), "--config".into(), sft_yaml.clone()]),
+                args: args_of(&["train", "sft", "--quiet", "--shards"], &[curated.join(shards).join("shards"), "--model".into(), init.clone(), "--out".into(), o.clone(), "--config".into(), sft_file.clone()]),
                 out: o,
                 key: key(arm),
                 deps: vec![],
@@ -425,7 +425,7 @@ pub fn run(args: &ReproArgs) -> Result<(ReproResults, f64)> {
             let base = jobs[from].out.join("checkpoints").join("last");
             jobs.push(Job {
                 name: format!("seed {seed} {arm}: grpo"),
-                args: args_of(&["train", "rl", "--quiet", "--prompts"], &[curated.join("long"), "--model".into(), base, "--out".into(), o.clone(), "--config".into(), rl_yaml.clone()]),
+                args: args_of(&["train", "rl", "--quiet", "--prompts"], &[curated.join("long"), "--model".into(), base, "--out".into(), o.clone(), "--config".into(), rl_file.clone()]),
                 out: o,
                 key: key(arm),
                 deps: vec![from],
@@ -494,7 +494,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// A config file the trainers read (YAML): written as JSON, which YAML reads.
-fn to_yaml<T: Serialize>(v: &T) -> Result<String> {
+fn config_file<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string_pretty(v).map(|s| s + "\n").map_err(|e| Error::Run(format!("writing a config: {e}")))
 }
 
@@ -527,15 +527,11 @@ fn spec_text(name: &str, input: &Path, response: &str, tok: &Path, cfg: &ReproCo
 /// The share of the most common reference among a run's curated traces.
 fn majority_share(run: &Path) -> Result<f64> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut n = 0usize;
-    crate::pipeline::io::PartReader::open(&run.join("curated"))?.for_each_batch(4096, |df| {
-        for t in crate::schema::traces_from_df(&df)? {
-            *counts.entry(t.reference.unwrap_or_default()).or_default() += 1;
-            n += 1;
-        }
-        Ok(())
-    })?;
-    Ok(counts.values().max().map_or(0.0, |&m| m as f64 / n.max(1) as f64))
+    let traces = crate::train::eval::curated_traces(run)?;
+    for t in &traces {
+        *counts.entry(t.reference.clone().unwrap_or_default()).or_default() += 1;
+    }
+    Ok(counts.values().max().map_or(0.0, |&m| m as f64 / traces.len().max(1) as f64))
 }
 
 /// A job: a cotforge subprocess writing into `out`.

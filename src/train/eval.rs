@@ -26,19 +26,24 @@ pub fn stop_tokens(tokenizer: &tokenizers::Tokenizer) -> Vec<u32> {
     ["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| tokenizer.token_to_id(t)).collect()
 }
 
+/// The curated traces of a run directory, in order.
+pub fn curated_traces(run: &Path) -> Result<Vec<crate::schema::Trace>> {
+    let mut traces = Vec::new();
+    crate::pipeline::io::PartReader::open(&run.join("curated"))?.for_each_batch(4096, |df| {
+        traces.extend(crate::schema::traces_from_df(&df)?);
+        Ok(())
+    })?;
+    Ok(traces)
+}
+
 /// Read up to `limit` prompts with references from a run directory, encoded with the chat
 /// template of `tokenizer` and `system` as the system prompt where a trace has none. Returns
 /// them with the tokenizer (to decode the continuations).
 pub fn load_prompts(run: &Path, tokenizer: &Path, system: Option<String>, model: &CausalLm, limit: Option<usize>) -> Result<(Vec<EvalPrompt>, tokenizers::Tokenizer)> {
     let enc = ChatEncoder::from_dir(tokenizer, EncodeOptions { system, ..EncodeOptions::default() })?;
     let store = crate::ingest::images::ImageStore::open(&run.join("images"))?;
-    let mut traces = Vec::new();
-    crate::pipeline::io::PartReader::open(&run.join("curated"))?.for_each_batch(4096, |df| {
-        traces.extend(crate::schema::traces_from_df(&df)?);
-        Ok(())
-    })?;
     let mut out = Vec::new();
-    for t in traces.into_iter().filter(|t| t.reference.is_some()).take(limit.unwrap_or(usize::MAX)) {
+    for t in curated_traces(run)?.into_iter().filter(|t| t.reference.is_some()).take(limit.unwrap_or(usize::MAX)) {
         let tokens = enc.encode_prompt(&t)?.map_err(|r| Error::Input(format!("{}: trace {}: {}: {}", run.display(), t.id, r.reason, r.detail)))?;
         let images = t.images.iter().map(|im| store.get(&im.id)).collect::<Result<Vec<_>>>()?;
         let pixel_values = model.pixel_values_for(&images, &tokens.grids, &format!("trace {}", t.id))?;
