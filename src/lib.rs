@@ -6,6 +6,7 @@
 //! [`pipeline`] executor.
 
 pub mod error;
+pub mod hf;
 pub mod imagehash;
 pub mod ingest;
 pub mod inspect;

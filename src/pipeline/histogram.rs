@@ -19,6 +19,12 @@ pub fn edges() -> Vec<f64> {
     e
 }
 
+/// The edge after `lower` in `edges` (None for the last bucket, which is open).
+pub fn upper_edge(edges: &[f64], lower: f64) -> Option<f64> {
+    let i = edges.partition_point(|x| *x <= lower);
+    edges.get(i).copied()
+}
+
 /// A histogram over [`edges`], with count, sum, min and max.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Histogram {

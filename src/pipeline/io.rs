@@ -133,7 +133,13 @@ impl PartWriter {
     }
 
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
-        let mut batch = batch.clone();
+        for piece in crate::hf::for_datasets(batch)? {
+            self.write_piece(piece)?;
+        }
+        Ok(())
+    }
+
+    fn write_piece(&mut self, mut batch: RecordBatch) -> Result<()> {
         loop {
             if self.current.is_none() {
                 self.open_next(&batch)?;
@@ -168,6 +174,7 @@ impl PartWriter {
     pub fn finish(mut self, empty: &DataFrame) -> Result<Vec<PathBuf>> {
         if self.files.is_empty() {
             let batch = to_record_batch(empty)?;
+            let batch = crate::hf::for_datasets(&batch)?.remove(0);
             self.open_next(&batch)?;
         }
         self.close_current()?;

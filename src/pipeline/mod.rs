@@ -9,6 +9,8 @@
 //! DIR/curated/part-*.parquet    final traces with image bytes (HF datasets layout)
 //! DIR/shards/                   packed training shards and manifest.json (specs ending in `pack`)
 //! DIR/stats.json                per stage: rows_in, rows_out, drops by reason, seconds
+//! DIR/stats/*.parquet           the same numbers as tables (see [`tables`])
+//! DIR/report.html               the run report (`cotforge report`), unless --no-report
 //! ```
 //! Stage 00 is ingest. The other stages run in segments: a run of consecutive stages of which
 //! only the first needs an index pass (a global stage such as dedup starts a new segment). A
@@ -21,6 +23,7 @@
 
 pub mod histogram;
 pub mod io;
+pub mod tables;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -167,7 +170,7 @@ fn prepare_dir(dir: &Path, spec: &Spec, resume: bool) -> Result<String> {
             }
         }
         if !resume {
-            for sub in ["work", "ledger", "curated", "shards", "images", "stats.json", "spec.yaml"] {
+            for sub in ["work", "ledger", "curated", "shards", "images", "stats", "stats.json", "spec.yaml", "report.html"] {
                 let p = dir.join(sub);
                 if p.is_dir() {
                     std::fs::remove_dir_all(&p).ctx(|| format!("removing {}", p.display()))?;
@@ -639,5 +642,6 @@ fn run_in_pool(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
     let run = RunStats { name: spec.name.clone(), spec_blake3, rows_in, rows_out, ledger_rows, stages: stats, wall_seconds, shards };
     let json = serde_json::to_vec_pretty(&run).ctx(|| "serialising stats")?;
     atomic_write(&dir.join("stats.json"), &json, 0)?;
+    tables::write(&dir, &run)?;
     Ok(run)
 }

@@ -314,7 +314,8 @@ pub fn write_shards(
             let batch = cols.finish()?;
             let name = format!("shard-{k:05}.parquet");
             let dest = out.join(&name);
-            let (bytes, sha256, row_groups) = write_parquet(&dest, &batch, cfg.row_group_packs)?;
+            let (bytes, sha256, row_groups) =
+                write_parquet(&dest, &crate::hf::for_datasets(&batch)?, cfg.row_group_packs)?;
             Ok(Written {
                 file: ShardFile {
                     path: name,
@@ -363,14 +364,18 @@ pub fn write_shards(
     Ok(manifest)
 }
 
-/// Write one shard file atomically; returns its size, sha256 and row group count.
-fn write_parquet(dest: &Path, batch: &RecordBatch, row_group_packs: usize) -> Result<(u64, String, u64)> {
+/// Write one shard file atomically from consecutive batches of one schema; returns its size,
+/// sha256 and row group count.
+fn write_parquet(dest: &Path, batches: &[RecordBatch], row_group_packs: usize) -> Result<(u64, String, u64)> {
     let tmp = tmp_name(dest, 0);
     let f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-    let props = writer_properties(&batch.schema(), row_group_packs);
-    let mut w = ArrowWriter::try_new(f, batch.schema(), Some(props))
+    let schema = batches.first().map(|b| b.schema()).ok_or_else(|| Error::Run("internal: empty shard".into()))?;
+    let props = writer_properties(&schema, row_group_packs);
+    let mut w = ArrowWriter::try_new(f, schema, Some(props))
         .map_err(|e| Error::Run(format!("starting {}: {e}", dest.display())))?;
-    w.write(batch).map_err(|e| Error::Run(format!("writing {}: {e}", dest.display())))?;
+    for batch in batches {
+        w.write(batch).map_err(|e| Error::Run(format!("writing {}: {e}", dest.display())))?;
+    }
     let meta = w.close().map_err(|e| Error::Run(format!("finishing {}: {e}", dest.display())))?;
     let bytes = std::fs::read(&tmp).ctx(|| format!("reading back {}", tmp.display()))?;
     let sha = sha256_hex(&bytes);

@@ -1,5 +1,6 @@
 //! `validate`: the row-level sanity gate. Drops rows with an empty prompt or response, an image
-//! file that was missing at ingest, or image bytes that do not decode.
+//! file that was missing at ingest, or image bytes that do not decode. Measures the width and
+//! height of every image of the rows it keeps.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -67,6 +68,12 @@ impl Stage for Validate {
                 }
             }
         }
-        Ok(Measured::only(Verdict::Keep))
+        // image sizes of the rows that pass, one value per image
+        let mut values = Vec::with_capacity(2 * t.images.len());
+        for img in &t.images {
+            values.push(("image_width", img.width as f64));
+            values.push(("image_height", img.height as f64));
+        }
+        Ok(Measured { verdict: Verdict::Keep, values })
     }
 }

@@ -8,6 +8,10 @@ Checks, with pyarrow, pandas and Hugging Face `datasets`:
   - `images` is list<struct{bytes: binary, path: string}> (the datasets Image layout), and
     casting it to List(Image()) decodes every image to the size cotforge measured;
   - ledger/ reads in pandas and its rows plus the curated rows equal the rows ingested;
+  - every Parquet file of the run (curated, ledger, stats tables, shards) opens in pandas,
+    polars and `datasets.load_dataset("parquet")` with the same row counts, and
+    load_dataset decodes curated and shard images to PIL images with no cast (the files carry
+    the datasets features);
   - shards/ (specs ending in `pack`): every file's sha256 is the manifest's; pandas reads the
     packs; segment lengths sum to the pack's tokens, within max_length; the loss mask counts
     match; each pack's images decode with PIL and their grids account for its pad tokens; the
@@ -74,6 +78,50 @@ def main(run_dir):
                 img.load()
                 n += 1
         assert n > 0, "no images decoded"
+
+    stats_tables = sorted(glob.glob(os.path.join(run_dir, "stats", "*.parquet")))
+    shard_files = sorted(glob.glob(os.path.join(run_dir, "shards", "*.parquet")))
+
+    @check
+    def every_parquet_opens_in_pandas_polars_and_datasets():
+        import datasets
+        import pandas as pd
+        import polars as pl
+
+        groups = {"curated": curated, "ledger": ledger, "stats": stats_tables, "shards": shard_files}
+        assert [os.path.basename(p) for p in stats_tables] == ["drops.parquet", "histograms.parquet", "stages.parquet"], stats_tables
+        for name, files in groups.items():
+            if not files:
+                continue
+            n_pd = sum(len(pd.read_parquet(p)) for p in files)
+            n_pl = pl.concat([pl.read_parquet(p) for p in files], how="vertical_relaxed").height if name != "stats" else sum(pl.read_parquet(p).height for p in files)
+            assert n_pd == n_pl, (name, n_pd, n_pl)
+            if name == "stats":
+                for p in files:
+                    ds = datasets.load_dataset("parquet", data_files=p, split="train")
+                    assert len(ds) == len(pd.read_parquet(p)), p
+            else:
+                ds = datasets.load_dataset("parquet", data_files=files, split="train")
+                assert len(ds) == n_pd, (name, len(ds), n_pd)
+        assert pl.read_parquet(stats_tables[2])["rows_out"].to_list() == [s["rows_out"] for s in stats["stages"]]
+        assert pl.read_parquet(stats_tables[0])["rows"].sum() == stats["ledger_rows"]
+
+    @check
+    def load_dataset_gives_images_as_pil_without_a_cast():
+        import datasets
+        from PIL import Image
+
+        ds = datasets.load_dataset("parquet", data_files=curated, split="train")
+        assert isinstance(ds.features["images"].feature, datasets.Image), ds.features["images"]
+        row = next(r for r in ds if r["images"])
+        assert isinstance(row["images"][0], Image.Image)
+        assert row["images"][0].size == (row["image_widths"][0], row["image_heights"][0])
+        if shard_files:
+            sh = datasets.load_dataset("parquet", data_files=shard_files, split="train")
+            assert isinstance(sh.features["images"].feature, datasets.Image), sh.features["images"]
+            pack = next(r for r in sh if r["images"])
+            assert isinstance(pack["images"][0], Image.Image)
+            assert len(pack["images"]) == len(pack["image_grid_thw"])
 
     shard_dir = os.path.join(run_dir, "shards")
     if os.path.isdir(shard_dir):
