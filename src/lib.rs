@@ -6,6 +6,7 @@
 //! [`pipeline`] executor.
 
 pub mod error;
+pub mod export;
 pub mod hf;
 pub mod imagehash;
 pub mod ingest;
@@ -14,6 +15,7 @@ pub mod model;
 pub mod pack;
 pub mod pipeline;
 pub mod repro;
+pub mod report;
 pub mod schema;
 pub mod shards;
 pub mod spec;

@@ -39,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline spec: ingest its inputs, apply its stages, write the run directory
-    /// (curated/, ledger/, images/, stats.json).
+    /// (curated/, ledger/, images/, stats.json, stats/, and report.html unless --no-report).
     Run {
         /// Pipeline spec (YAML), e.g. pipelines/demo.yaml.
         spec: PathBuf,
@@ -55,6 +55,39 @@ enum Command {
         /// No progress bars.
         #[arg(long, short)]
         quiet: bool,
+        /// Do not write report.html at the end (`cotforge report` writes it later).
+        #[arg(long)]
+        no_report: bool,
+    },
+    /// Write RUN_DIR/report.html: a self-contained page (no script, nothing fetched) with the
+    /// rows after each stage, drop reasons, histograms of measured values, length buckets,
+    /// pack fill, dropped samples per reason with their text and thumbnails, and the spec.
+    Report {
+        /// Run directory of a finished `cotforge run`.
+        run_dir: PathBuf,
+        /// Dropped rows shown per stage and reason.
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+        /// Characters shown of each text field of a dropped row.
+        #[arg(long, default_value_t = 2000)]
+        max_chars: usize,
+        /// Write the page here instead of RUN_DIR/report.html.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Export a run's curated traces in a public layout: `columns` (one column per field,
+    /// images as HF {bytes, path} in Parquet) or `sharegpt` (conversations, image files under
+    /// OUT/images/), as Parquet or JSONL. OUT/export.json records what was exported.
+    Export {
+        /// Run directory of a finished `cotforge run`.
+        run_dir: PathBuf,
+        #[arg(long, value_enum, default_value = "columns")]
+        layout: cotforge::export::ExportLayout,
+        #[arg(long, value_enum, default_value = "parquet")]
+        format: cotforge::export::ExportFormat,
+        /// Output directory (created; an earlier export there is replaced).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Write a freshly initialised model directory (config.json, model.safetensors, tokenizer
     /// files) that cotforge and `transformers` load: for training small models from scratch,
@@ -420,7 +453,7 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Run { spec: path, out, resume, threads, quiet } => {
+        Command::Run { spec: path, out, resume, threads, quiet, no_report } => {
             let spec = spec::load(&path)?;
             let opts = RunOptions { out, resume, threads, progress: !quiet };
             let dir = pipeline::run_dir(&spec, &opts);
@@ -448,6 +481,28 @@ fn dispatch(cmd: Command) -> Result<()> {
                 stats.rows_in as f64 / secs.max(1e-9),
                 rss.unwrap_or_else(|| "unknown".into())
             );
+            if !no_report {
+                let page = cotforge::report::write(&dir, &cotforge::report::ReportOptions::default())?;
+                println!("report: {}", page.display());
+            }
+            Ok(())
+        }
+        Command::Report { run_dir, samples, max_chars, out } => {
+            let opts = cotforge::report::ReportOptions { samples_per_reason: samples, max_text_chars: max_chars, ..Default::default() };
+            let page = match out {
+                None => cotforge::report::write(&run_dir, &opts)?,
+                Some(dest) => {
+                    let html = cotforge::report::render(&run_dir, &opts)?;
+                    cotforge::pipeline::io::atomic_write(&dest, html.as_bytes(), 0)?;
+                    dest
+                }
+            };
+            println!("{}", page.display());
+            Ok(())
+        }
+        Command::Export { run_dir, layout, format, out } => {
+            let s = cotforge::export::export(&run_dir, &out, layout, format)?;
+            println!("{} rows, {} image files -> {}", s.rows, s.image_files, out.display());
             Ok(())
         }
         Command::Inspect { path, rows, tokenizer } => {

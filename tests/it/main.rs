@@ -11,6 +11,7 @@ mod ingest_layouts;
 mod model;
 mod packing;
 mod pipeline;
+mod report;
 mod rl;
 mod schemas;
 mod score;

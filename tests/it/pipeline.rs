@@ -172,7 +172,7 @@ fn a_run_killed_mid_stage_and_resumed_equals_an_uninterrupted_run() {
     assert!(!out.join("curated").exists());
     let ingest_marker = std::fs::read(out.join("work/00-ingest/_DONE.json")).unwrap();
 
-    let o = cli(&["run", &spec_s, "--out", &out_s, "--resume", "-q"], &[]);
+    let o = cli(&["run", &spec_s, "--out", &out_s, "--resume", "-q", "--no-report"], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     // ingest was not redone
     assert_eq!(std::fs::read(out.join("work/00-ingest/_DONE.json")).unwrap(), ingest_marker);
