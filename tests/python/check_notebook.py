@@ -138,6 +138,18 @@ def main(binary):
         back = pd.read_parquet(os.path.join(out, "data"))
         assert sorted(back["reference"]) == sorted(r["answer"] for r in rows[:5])
 
+    @check
+    def sharegpt_parquet_export_opens_in_pandas_polars_and_datasets():
+        out = export("sharegpt", "parquet")
+        data = os.path.join(out, "data")
+        back = pd.read_parquet(data)
+        assert len(back) == 5 and pl.read_parquet(os.path.join(data, "*.parquet")).height == 5
+        ds = datasets.load_dataset("parquet", data_files=os.path.join(data, "*.parquet"), split="train", cache_dir=cache)
+        assert len(ds) == 5
+        for row in ds:
+            assert [t["from"] for t in row["conversations"]] == ["human", "gpt"]
+            assert all(os.path.exists(os.path.join(out, p)) for p in row["images"]), row["images"]
+
     passed = failed = 0
     for fn in checks:
         try:
