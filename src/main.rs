@@ -58,6 +58,52 @@ enum Command {
         /// Do not write report.html at the end (`cotforge report` writes it later).
         #[arg(long)]
         no_report: bool,
+        /// Split run: this task's rank (default: SLURM_ARRAY_TASK_ID, else JOB_COMPLETION_INDEX).
+        #[arg(long)]
+        rank: Option<usize>,
+        /// Split run: the number of tasks (default: SLURM_ARRAY_TASK_COUNT). Input files are
+        /// assigned to tasks in order; see `cotforge plan` for the steps.
+        #[arg(long)]
+        world_size: Option<usize>,
+        /// Split run: run only this step (ingest, NN-stage.map, NN-stage.reduce, NN-stage,
+        /// finalize) for this task; without it the task runs every step, waiting for the
+        /// other tasks where a step needs them.
+        #[arg(long, requires = "world_size")]
+        step: Option<String>,
+    },
+    /// Print the scheduler jobs of a split run, one per step, chained so each starts when the
+    /// previous one succeeded: Slurm sbatch scripts (arrays, --dependency=afterok) or
+    /// Kubernetes Indexed Jobs (with the kubectl commands that chain them).
+    Plan {
+        /// Pipeline spec (YAML).
+        spec: PathBuf,
+        /// Number of tasks of each array step.
+        #[arg(long)]
+        world_size: usize,
+        /// Slurm sbatch scripts.
+        #[arg(long, conflicts_with = "k8s", required_unless_present = "k8s")]
+        slurm: bool,
+        /// Kubernetes Indexed Job manifests.
+        #[arg(long)]
+        k8s: bool,
+        /// Run directory on the shared storage (default: the spec's output.dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The cotforge command as the jobs call it.
+        #[arg(long, default_value = "cotforge")]
+        bin: String,
+        /// Kubernetes: container image with cotforge.
+        #[arg(long, default_value = "cotforge:latest")]
+        image: String,
+        /// Kubernetes: PersistentVolumeClaim holding the inputs and the run directory, and
+        /// where it is mounted (the jobs' working directory).
+        #[arg(long, default_value = "cotforge-data")]
+        pvc: String,
+        #[arg(long, default_value = "/data")]
+        mount: String,
+        /// Write the scripts/manifests as files here instead of printing them.
+        #[arg(long)]
+        write: Option<PathBuf>,
     },
     /// Write RUN_DIR/report.html: a self-contained page (no script, nothing fetched) with the
     /// rows after each stage, drop reasons, histograms of measured values, length buckets,
@@ -453,12 +499,32 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Run { spec: path, out, resume, threads, quiet, no_report } => {
+        Command::Run { spec: path, out, resume, threads, quiet, no_report, rank, world_size, step } => {
             let spec = spec::load(&path)?;
             let opts = RunOptions { out, resume, threads, progress: !quiet };
             let dir = pipeline::run_dir(&spec, &opts);
             let started = std::time::Instant::now();
-            let stats = pipeline::run(&spec, &opts)?;
+            let stats = match pipeline::split::Task::resolve(rank, world_size)? {
+                None => pipeline::run(&spec, &opts)?,
+                Some(task) => {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads.unwrap_or(0))
+                        .build()
+                        .map_err(|e| Error::Run(format!("starting worker threads: {e}")))?;
+                    let done = pool.install(|| match &step {
+                        Some(s) => pipeline::split::run_step(&spec, &dir, task, s, !quiet),
+                        None => pipeline::split::run_task(&spec, &dir, task, !quiet),
+                    })?;
+                    match done {
+                        Some(stats) => stats,
+                        None => {
+                            let what = step.as_deref().unwrap_or("its steps");
+                            println!("task {} of {}: {what} done -> {}", task.rank, task.world, dir.display());
+                            return Ok(());
+                        }
+                    }
+                }
+            };
             let secs = started.elapsed().as_secs_f64();
             println!("{:<4} {:<16} {:>9} {:>9}  drops", "#", "stage", "rows_in", "rows_out");
             for s in &stats.stages {
@@ -484,6 +550,26 @@ fn dispatch(cmd: Command) -> Result<()> {
             if !no_report {
                 let page = cotforge::report::write(&dir, &cotforge::report::ReportOptions::default())?;
                 println!("report: {}", page.display());
+            }
+            Ok(())
+        }
+        Command::Plan { spec: path, world_size, slurm: _, k8s, out, bin, image, pvc, mount, write } => {
+            let spec = spec::load(&path)?;
+            let dir = out.unwrap_or_else(|| spec.out_dir.clone());
+            let opts = pipeline::plan::PlanOptions { world: world_size, run_dir: dir, spec_path: path.clone(), bin, image, pvc, mount };
+            let files = if k8s { pipeline::plan::k8s(&spec, &opts)? } else { pipeline::plan::slurm(&spec, &opts)? };
+            match write {
+                Some(d) => {
+                    for (name, text) in &files {
+                        cotforge::pipeline::io::atomic_write(&d.join(name), text.as_bytes(), 0)?;
+                    }
+                    println!("{} files in {}; submit with {}", files.len(), d.display(), d.join(&files.last().expect("files").0).display());
+                }
+                None => {
+                    for (name, text) in &files {
+                        println!("# ===== {name} =====\n{text}");
+                    }
+                }
             }
             Ok(())
         }

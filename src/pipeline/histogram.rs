@@ -61,6 +61,20 @@ impl Histogram {
         }
     }
 
+    /// Add another histogram's values (the same edges: counts add up).
+    pub fn merge(&mut self, other: &Histogram) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        for &(lower, n) in &other.buckets {
+            match self.buckets.binary_search_by(|(l, _)| l.total_cmp(&lower)) {
+                Ok(k) => self.buckets[k].1 += n,
+                Err(k) => self.buckets.insert(k, (lower, n)),
+            }
+        }
+    }
+
     /// Mean of the values added.
     pub fn mean(&self) -> f64 {
         if self.count == 0 { 0.0 } else { self.sum / self.count as f64 }

@@ -297,8 +297,14 @@ pub fn read_parquet_slice(path: &Path, columns: Option<Vec<String>>, offset: usi
 
 impl PartReader {
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_dirs(&[dir.to_path_buf()])
+    }
+
+    /// The parts of several directories, one after the other (e.g. the tasks of a split run
+    /// in rank order).
+    pub fn open_dirs(dirs: &[PathBuf]) -> Result<Self> {
         let mut files = Vec::new();
-        for p in parquet_files(dir)? {
+        for p in dirs.iter().map(|d| parquet_files(d)).collect::<Result<Vec<_>>>()?.into_iter().flatten() {
             let f = File::open(&p).ctx(|| format!("opening {}", p.display()))?;
             let mut r = ParquetReader::new(f);
             let bad = |e| Error::Input(format!("{}: not a readable Parquet file ({e}); is it truncated?", p.display()));
@@ -351,6 +357,38 @@ impl PartReader {
             }
             Ok(())
         })
+    }
+}
+
+impl PartReader {
+    /// Call `f` on consecutive batches of exactly `batch_rows` rows (the last may be shorter)
+    /// in file order, batches running across file boundaries: the batches, and so the row
+    /// groups of what is written from them, depend only on the sequence of rows, not on how the
+    /// parts split it.
+    pub fn for_each_rebatched(&self, batch_rows: usize, mut f: impl FnMut(DataFrame) -> Result<()>) -> Result<()> {
+        let b = batch_rows.max(1);
+        let mut pending: Option<DataFrame> = None;
+        self.for_each_batch(b, |df| {
+            let mut cur = match pending.take() {
+                None => df,
+                Some(mut p) => {
+                    p.vstack_mut(&df).map_err(|e| Error::Run(format!("joining row batches: {e}")))?;
+                    p
+                }
+            };
+            while cur.height() >= b {
+                f(cur.slice(0, b))?;
+                cur = cur.slice(b as i64, cur.height() - b);
+            }
+            if cur.height() > 0 {
+                pending = Some(cur);
+            }
+            Ok(())
+        })?;
+        match pending {
+            Some(p) if p.height() > 0 => f(p),
+            _ => Ok(()),
+        }
     }
 }
 

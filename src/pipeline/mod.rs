@@ -23,6 +23,8 @@
 
 pub mod histogram;
 pub mod io;
+pub mod plan;
+pub mod split;
 pub mod tables;
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,6 +44,10 @@ use io::{PartReader, PipedWriter, atomic_write};
 
 /// Rows per part file of intermediate (work) outputs.
 const WORK_ROWS_PER_FILE: usize = 100_000;
+
+/// Rows per row group of ledger files: fixed, so a ledger's bytes depend only on its rows,
+/// not on the batches (or tasks) that dropped them.
+pub const LEDGER_ROW_GROUP: usize = 4096;
 
 /// How to run a spec.
 #[derive(Debug, Clone, Default)]
@@ -107,7 +113,7 @@ pub struct ShardSummary {
 
 /// The fault-injection hook used by the resume tests: `COTFORGE_FAULT_EXIT=stage:N` makes the
 /// process exit abruptly after writing N batches of that stage, as a crash would.
-fn fault_point(stage: &str, batches: usize) {
+pub(crate) fn fault_point(stage: &str, batches: usize) {
     if let Ok(v) = std::env::var("COTFORGE_FAULT_EXIT") {
         if let Some((s, n)) = v.rsplit_once(':') {
             if s == stage && n.parse::<usize>().ok() == Some(batches) {
@@ -118,11 +124,24 @@ fn fault_point(stage: &str, batches: usize) {
     }
 }
 
-fn stage_dir_name(index: usize, name: &str) -> String {
+/// The spec's stages (by index) in segments: runs of stages where only the first may need an
+/// index pass.
+pub(crate) fn segments(spec: &Spec) -> Vec<Vec<usize>> {
+    let mut segments: Vec<Vec<usize>> = Vec::new();
+    for (i, st) in spec.stages.iter().enumerate() {
+        match segments.last_mut() {
+            Some(seg) if !st.needs_index() => seg.push(i),
+            _ => segments.push(vec![i]),
+        }
+    }
+    segments
+}
+
+pub(crate) fn stage_dir_name(index: usize, name: &str) -> String {
     format!("{index:02}-{name}")
 }
 
-fn bar(progress: bool, total: Option<u64>, label: &str) -> ProgressBar {
+pub(crate) fn bar(progress: bool, total: Option<u64>, label: &str) -> ProgressBar {
     if !progress {
         return ProgressBar::hidden();
     }
@@ -205,21 +224,23 @@ fn marker(work: &Path) -> PathBuf {
     work.join("_DONE.json")
 }
 
-fn read_marker(work: &Path) -> Option<StageStats> {
+pub(crate) fn read_marker(work: &Path) -> Option<StageStats> {
     let bytes = std::fs::read(marker(work)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
-fn write_marker(work: &Path, stats: &StageStats) -> Result<()> {
+pub(crate) fn write_marker(work: &Path, stats: &StageStats) -> Result<()> {
     let json = serde_json::to_vec_pretty(stats).ctx(|| "serialising stage stats")?;
     atomic_write(&marker(work), &json, 0)
 }
 
 /// Writers for one stage: kept rows and ledger rows.
-struct StageOutput {
+pub(crate) struct StageOutput {
     /// Kept rows are written by the last stage of a segment only.
     kept: Option<PipedWriter>,
     ledger: PipedWriter,
+    /// Ledger rows not yet written (fewer than [`LEDGER_ROW_GROUP`]).
+    pending: Vec<LedgerEntry>,
     stats: StageStats,
     batches: usize,
     /// Seconds spent judging and writing (stages of a segment share the reading).
@@ -230,10 +251,21 @@ impl StageOutput {
     fn new(dir: &Path, index: usize, name: &str, writes_rows: bool) -> Result<Self> {
         let dn = stage_dir_name(index, name);
         let work = dir.join("work").join(&dn);
-        std::fs::create_dir_all(&work).ctx(|| format!("creating {}", work.display()))?;
+        Self::at(index, name, writes_rows.then_some(work.as_path()), &dir.join("ledger"), &dn)
+    }
+
+    /// Kept rows (if any) as parts in `kept_dir`, ledger rows as `ledger_dir/PREFIX-*.parquet`.
+    fn at(index: usize, name: &str, kept_dir: Option<&Path>, ledger_dir: &Path, ledger_prefix: &str) -> Result<Self> {
+        if let Some(d) = kept_dir {
+            std::fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
+        }
         Ok(Self {
-            kept: if writes_rows { Some(PipedWriter::new(&work, "part", WORK_ROWS_PER_FILE)?) } else { None },
-            ledger: PipedWriter::new(&dir.join("ledger"), &dn, WORK_ROWS_PER_FILE)?,
+            kept: match kept_dir {
+                Some(d) => Some(PipedWriter::new(d, "part", WORK_ROWS_PER_FILE)?),
+                None => None,
+            },
+            ledger: PipedWriter::new(ledger_dir, ledger_prefix, WORK_ROWS_PER_FILE)?,
+            pending: Vec::new(),
             stats: StageStats {
                 index,
                 stage: name.to_string(),
@@ -260,17 +292,23 @@ impl StageOutput {
         if let (Some(w), false) = (&mut self.kept, kept.is_empty()) {
             w.write(schema::traces_to_df(kept)?)?;
         }
-        if !dropped.is_empty() {
-            self.ledger.write(schema::ledger_to_df(dropped)?)?;
+        self.pending.extend_from_slice(dropped);
+        while self.pending.len() >= LEDGER_ROW_GROUP {
+            let rest = self.pending.split_off(LEDGER_ROW_GROUP);
+            self.ledger.write(schema::ledger_to_df(&std::mem::replace(&mut self.pending, rest))?)?;
         }
         self.batches += 1;
         fault_point(&self.stats.stage, self.batches);
         Ok(())
     }
 
+    /// Close the writers and write the stage's marker (with its statistics) into `work`.
     fn finish(mut self, work: &Path, started: Instant) -> Result<StageStats> {
         if let Some(w) = self.kept {
             w.finish(&schema::traces_to_df(&[])?)?;
+        }
+        if !self.pending.is_empty() {
+            self.ledger.write(schema::ledger_to_df(&std::mem::take(&mut self.pending))?)?;
         }
         if self.ledger.rows() > 0 {
             self.ledger.finish(&schema::ledger_to_df(&[])?)?;
@@ -286,12 +324,12 @@ impl StageOutput {
 }
 
 /// Outcome of ingesting one raw row.
-enum Ingested {
+pub(crate) enum Ingested {
     Trace(ingest::RawTrace, Vec<schema::ImageRef>, [u8; 16], String),
     Rejected(LedgerEntry),
 }
 
-fn ingest_row(row: RawRow, input: &crate::spec::Input, root: &Path, store: &ImageStore) -> Result<Ingested> {
+pub(crate) fn ingest_row(row: RawRow, input: &crate::spec::Input, root: &Path, store: &ImageStore) -> Result<Ingested> {
     let rejected = |reason: &str, detail: String| {
         Ingested::Rejected(LedgerEntry {
             id: None,
@@ -380,7 +418,7 @@ fn run_ingest(spec: &Spec, dir: &Path, store: &ImageStore, progress: bool) -> Re
 }
 
 /// Judge one batch with one stage; returns the kept rows and writes the ledger rows.
-fn judge_batch(
+pub(crate) fn judge_batch(
     stage: &dyn Stage,
     out: &mut StageOutput,
     pos: u64,
@@ -493,12 +531,12 @@ fn run_segment(
 }
 
 /// Write the curated output: the last stage's rows with their image bytes.
-fn write_curated(spec: &Spec, dir: &Path, last: &Path, store: &ImageStore, progress: bool) -> Result<u64> {
+pub(crate) fn write_curated(spec: &Spec, dir: &Path, last: &[PathBuf], store: &ImageStore, progress: bool) -> Result<u64> {
     let curated = dir.join("curated");
     if curated.exists() {
         std::fs::remove_dir_all(&curated).ctx(|| format!("removing {}", curated.display()))?;
     }
-    let input = PartReader::open(last)?;
+    let input = PartReader::open_dirs(last)?;
     let pb = bar(progress, Some(input.rows() as u64), "write curated");
     let mut w = PipedWriter::new(&curated, "part", spec.rows_per_file)?;
     let with_images = |traces: &[Trace]| -> Result<polars::prelude::DataFrame> {
@@ -520,7 +558,7 @@ fn write_curated(spec: &Spec, dir: &Path, last: &Path, store: &ImageStore, progr
         cols.insert(7, schema::hf_images_column("images", &imgs)?);
         polars::prelude::DataFrame::new_infer_height(cols).ctx(|| "building curated batch")
     };
-    input.for_each_batch(spec.batch_rows, |df| {
+    input.for_each_rebatched(spec.batch_rows, |df| {
         let traces = schema::traces_from_df(&df)?;
         w.write(with_images(&traces)?)?;
         pb.inc(traces.len() as u64);
@@ -570,16 +608,8 @@ fn run_in_pool(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
             changed = true;
         }
     }
-    // Segments: runs of stages where only the first may need an index pass.
-    let mut segments: Vec<Vec<usize>> = Vec::new();
-    for (i, st) in spec.stages.iter().enumerate() {
-        match segments.last_mut() {
-            Some(seg) if !st.needs_index() => seg.push(i),
-            _ => segments.push(vec![i]),
-        }
-    }
     let mut prev = ingest_work;
-    for seg in segments {
+    for seg in segments(spec) {
         let works: Vec<PathBuf> =
             seg.iter().map(|&i| dir.join("work").join(stage_dir_name(i + 1, spec.stages[i].name()))).collect();
         let done: Option<Vec<StageStats>> = if opts.resume && !changed {
@@ -606,7 +636,7 @@ fn run_in_pool(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
     let done = dir.join("work").join("_CURATED_DONE");
     if changed || !done.exists() || !opts.resume {
         let t = Instant::now();
-        write_curated(spec, &dir, &prev, &store, opts.progress)?;
+        write_curated(spec, &dir, std::slice::from_ref(&prev), &store, opts.progress)?;
         atomic_write(&done, b"", 0)?;
         wall.push(("write curated".to_string(), t.elapsed().as_secs_f64()));
     }
@@ -618,7 +648,7 @@ fn run_in_pool(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
             let t = Instant::now();
             let rows = PartReader::open(&prev)?.rows() as u64;
             let pb = bar(opts.progress, Some(rows), "write shards");
-            let m = crate::shards::write_shards(&out, &prev, &store, cfg, &spec_blake3, spec.batch_rows, &pb)?;
+            let m = crate::shards::write_shards(&out, std::slice::from_ref(&prev), &store, cfg, &spec_blake3, spec.batch_rows, &pb)?;
             pb.finish_and_clear();
             wall.push(("write shards".to_string(), t.elapsed().as_secs_f64()));
             shards = Some(m);

@@ -223,7 +223,7 @@ struct Written {
 /// directory): shard files and `manifest.json`. Deterministic: same rows, same bytes.
 pub fn write_shards(
     out: &Path,
-    parts: &Path,
+    parts: &[PathBuf],
     store: &ImageStore,
     cfg: &PackConfig,
     spec_blake3: &str,
@@ -236,7 +236,7 @@ pub fn write_shards(
     }
     let spill_dir = out.join(".spill");
     std::fs::create_dir_all(&spill_dir).ctx(|| format!("creating {}", spill_dir.display()))?;
-    let input = PartReader::open(parts)?;
+    let input = PartReader::open_dirs(parts)?;
     // 1. lengths, 2. best-fit-decreasing over the whole set
     let mut lengths = Vec::with_capacity(input.rows());
     input.for_each_batch_of(batch_rows.max(4096), Some(&["num_tokens"]), |df| {

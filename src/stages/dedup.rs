@@ -92,6 +92,31 @@ impl Stage for Exact {
         Ok(())
     }
 
+    /// The first row of each key among the task's rows: `[key (hex), position, id]`.
+    fn save_partial(&self) -> Result<Vec<u8>> {
+        let mut v: Vec<(String, u64, &str)> = self.first.iter().map(|(k, (p, id))| (format!("{k:032x}"), *p, id.as_str())).collect();
+        v.sort_unstable_by_key(|e| e.1);
+        super::encode_state(self.name(), &v)
+    }
+
+    fn load_partial(&mut self, bytes: &[u8]) -> Result<()> {
+        let v: Vec<(String, u64, String)> = super::decode_state(self.name(), bytes)?;
+        for (k, p, id) in v {
+            let k = u128::from_str_radix(&k, 16).map_err(|e| crate::Error::Run(format!("dedup.exact: bad key {k}: {e}")))?;
+            // tasks arrive in rank order: an earlier task's first row stays first
+            self.first.entry(k).or_insert((p, id));
+        }
+        Ok(())
+    }
+
+    fn save_decisions(&self) -> Result<Vec<u8>> {
+        self.save_partial()
+    }
+
+    fn load_decisions(&mut self, bytes: &[u8]) -> Result<()> {
+        self.load_partial(bytes)
+    }
+
     fn judge_measured(&self, pos: u64, t: &Trace, _ctx: &StageContext) -> Result<Measured> {
         match self.first.get(&key(t, &self.on)) {
             Some((p, kept)) if *p != pos => Ok(Measured::only(Verdict::Drop {

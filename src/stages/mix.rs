@@ -155,6 +155,30 @@ impl Stage for Bucket {
         Ok(Measured { verdict, values: vec![("tokens", n as f64)] })
     }
 
+    fn save_partial(&self) -> Result<Vec<u8>> {
+        super::encode_state(self.name(), &(&self.seen, &self.sampler))
+    }
+
+    fn load_partial(&mut self, bytes: &[u8]) -> Result<()> {
+        let (seen, sampler): (BTreeMap<String, [u64; 2]>, GroupSampler) = super::decode_state(self.name(), bytes)?;
+        for (label, [rows, tokens]) in seen {
+            let s = self.seen.entry(label).or_default();
+            s[0] += rows;
+            s[1] += tokens;
+        }
+        self.sampler.absorb(sampler);
+        Ok(())
+    }
+
+    fn save_decisions(&self) -> Result<Vec<u8>> {
+        self.save_partial()
+    }
+
+    fn load_decisions(&mut self, bytes: &[u8]) -> Result<()> {
+        (self.seen, self.sampler) = super::decode_state(self.name(), bytes)?;
+        Ok(())
+    }
+
     fn summary(&self) -> Option<serde_json::Value> {
         let mut out = serde_json::Map::new();
         for label in self.cfg.labels() {
@@ -325,6 +349,25 @@ impl Stage for Mix {
             Verdict::drop("mix_cap", format!("group {g}: {k} of {n} rows kept (seed {})", self.cfg.seed))
         };
         Ok(Measured::only(verdict))
+    }
+
+    fn save_partial(&self) -> Result<Vec<u8>> {
+        super::encode_state(self.name(), &self.sampler)
+    }
+
+    fn load_partial(&mut self, bytes: &[u8]) -> Result<()> {
+        let sampler: GroupSampler = super::decode_state(self.name(), bytes)?;
+        self.sampler.absorb(sampler);
+        Ok(())
+    }
+
+    fn save_decisions(&self) -> Result<Vec<u8>> {
+        super::encode_state(self.name(), &(&self.quotas, &self.sampler))
+    }
+
+    fn load_decisions(&mut self, bytes: &[u8]) -> Result<()> {
+        (self.quotas, self.sampler) = super::decode_state(self.name(), bytes)?;
+        Ok(())
     }
 
     fn summary(&self) -> Option<serde_json::Value> {

@@ -157,6 +157,12 @@ impl StageSpec {
         )
     }
 
+    /// Whether a run split into tasks can run the stage: row-local stages, and the global
+    /// stages that save and merge their index ([`Stage::save_partial`]).
+    pub fn splittable(&self) -> bool {
+        !self.needs_index() || matches!(self, StageSpec::DedupExact(_) | StageSpec::Bucket(_) | StageSpec::Mix(_))
+    }
+
     /// Build the stage (loading what it needs, e.g. a tokenizer or benchmark files).
     pub fn build(&self, ctx: &StageContext) -> Result<Box<dyn Stage>> {
         Ok(match self {
@@ -256,6 +262,42 @@ pub trait Stage: Send + Sync {
     fn summary(&self) -> Option<serde_json::Value> {
         None
     }
+
+    /// Runs split into tasks (global stages), map: what [`Stage::index`] gathered from one
+    /// task's rows, which saw their global positions.
+    fn save_partial(&self) -> Result<Vec<u8>> {
+        Err(not_split(self.name()))
+    }
+
+    /// Reduce: absorb one task's [`Stage::save_partial`]; called in rank order, then
+    /// [`Stage::finish_index`].
+    fn load_partial(&mut self, _bytes: &[u8]) -> Result<()> {
+        Err(not_split(self.name()))
+    }
+
+    /// Reduce, after [`Stage::finish_index`]: what judging (and the summary) needs.
+    fn save_decisions(&self) -> Result<Vec<u8>> {
+        Err(not_split(self.name()))
+    }
+
+    /// Apply: take the reduce's [`Stage::save_decisions`] instead of an index pass.
+    fn load_decisions(&mut self, _bytes: &[u8]) -> Result<()> {
+        Err(not_split(self.name()))
+    }
+}
+
+fn not_split(stage: &str) -> crate::Error {
+    crate::Error::Spec(format!("`{stage}` cannot run split into tasks yet; run this spec in one process"))
+}
+
+/// Decode a saved index state (JSON) of `stage`.
+pub(crate) fn decode_state<T: serde::de::DeserializeOwned>(stage: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| crate::Error::Run(format!("{stage}: unreadable index state: {e}")))
+}
+
+/// Encode an index state (JSON).
+pub(crate) fn encode_state<T: serde::Serialize>(stage: &str, v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| crate::Error::Run(format!("{stage}: cannot save the index state: {e}")))
 }
 
 impl Measured {

@@ -17,7 +17,7 @@ pub fn within_weight(key: u64, weight: f64) -> bool {
 
 /// Rows of each group seen in the index pass (key, position, tokens), then the largest
 /// (key, position) each group keeps.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct GroupSampler {
     rows: BTreeMap<String, Vec<(u64, u64, u32)>>,
     /// Absent: the group keeps every row; `None`: no row; `Some(l)`: rows up to `l`.
@@ -33,6 +33,13 @@ impl GroupSampler {
             None => {
                 self.rows.insert(group.to_string(), vec![(key, pos, tokens)]);
             }
+        }
+    }
+
+    /// Add the rows another sampler saw (a later task's, in split runs).
+    pub fn absorb(&mut self, other: GroupSampler) {
+        for (g, rows) in other.rows {
+            self.rows.entry(g).or_default().extend(rows);
         }
     }
 

@@ -15,6 +15,7 @@ mod report;
 mod rl;
 mod schemas;
 mod score;
+mod split;
 mod synth;
 mod train;
 mod tokens;
