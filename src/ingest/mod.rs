@@ -167,12 +167,22 @@ fn jsonl_row(file: &Path, lineno: usize, line: &[u8]) -> RawRow {
 }
 
 /// Read every record of one input file in batches of at most `batch_rows`, in file order.
-pub fn read_batches(
+pub fn read_batches(input: &Input, file: &Path, batch_rows: usize, f: impl FnMut(Vec<RawRow>) -> Result<()>) -> Result<()> {
+    read_batches_in(input, file, None, batch_rows, f)
+}
+
+/// [`read_batches`] over rows `start..end` of a Parquet file only (None: all rows; other
+/// formats are always read whole). Origins keep the row numbers of the whole file.
+pub fn read_batches_in(
     input: &Input,
     file: &Path,
+    rows: Option<(usize, usize)>,
     batch_rows: usize,
     mut f: impl FnMut(Vec<RawRow>) -> Result<()>,
 ) -> Result<()> {
+    if rows.is_some() && input.format != Format::Parquet {
+        return Err(Error::Run(format!("internal: a row range of {}, which is not Parquet", file.display())));
+    }
     match input.format {
         Format::Parquet => {
             let cols: Vec<String> = {
@@ -180,8 +190,11 @@ pub fn read_batches(
                 c.dedup();
                 c
             };
-            let n = parquet_rows(file)?;
-            let mut off = 0;
+            let total = parquet_rows(file)?;
+            let (mut off, n) = match rows {
+                Some((a, b)) => (a.min(total), b.min(total)),
+                None => (0, total),
+            };
             while off < n {
                 let len = batch_rows.min(n - off);
                 let df = read_parquet_slice(file, Some(cols.clone()), off, len)?;

@@ -285,6 +285,16 @@ pub fn parquet_rows(path: &Path) -> Result<usize> {
         .map_err(|e| Error::Input(format!("{}: not a readable Parquet file ({e}); is it truncated?", path.display())))
 }
 
+/// Rows and compressed bytes of each row group of a Parquet file.
+pub fn parquet_row_groups(path: &Path) -> Result<Vec<(usize, usize)>> {
+    let f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
+    let meta = ParquetReader::new(f)
+        .get_metadata()
+        .map_err(|e| Error::Input(format!("{}: not a readable Parquet file ({e}); is it truncated?", path.display())))?
+        .clone();
+    Ok(meta.row_groups.iter().map(|g| (g.num_rows(), g.compressed_size())).collect())
+}
+
 /// Rows `offset..offset+len` of a Parquet file, optionally only some columns.
 pub fn read_parquet_slice(path: &Path, columns: Option<Vec<String>>, offset: usize, len: usize) -> Result<DataFrame> {
     let f = File::open(path).ctx(|| format!("opening {}", path.display()))?;

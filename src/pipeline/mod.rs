@@ -378,35 +378,12 @@ fn run_ingest(spec: &Spec, dir: &Path, store: &ImageStore, progress: bool) -> Re
                     .into_par_iter()
                     .map(|r| ingest_row(r, input, root, store))
                     .collect::<Result<_>>()?;
-                let mut kept = Vec::with_capacity(n);
-                let mut dropped = Vec::new();
-                for d in done {
-                    match d {
-                        Ingested::Rejected(e) => dropped.push(e),
-                        Ingested::Trace(raw, images, cid, origin) => {
-                            let count = seen.entry(cid).or_insert(0);
-                            *count += 1;
-                            let mut id = ingest::hex(&cid);
-                            if *count > 1 {
-                                id = format!("{id}-{count}");
-                            }
-                            kept.push(Trace {
-                                id,
-                                source: input.source.clone(),
-                                origin,
-                                system: raw.system,
-                                prompt: raw.prompt,
-                                response: raw.response,
-                                reference: raw.reference,
-                                images,
-                                tokens: None,
-                                num_tokens: None,
-                                bucket: None,
-                                pass_rate: raw.pass_rate,
-                            });
-                        }
-                    }
-                }
+                let (kept, dropped) = split_ingested(done, &input.source, |cid| {
+                    let count = seen.entry(cid).or_insert(0);
+                    *count += 1;
+                    let id = ingest::hex(&cid);
+                    Ok(if *count > 1 { format!("{id}-{count}") } else { id })
+                })?;
                 out.write(n, &kept, &dropped)?;
                 pb.inc(n as u64);
                 Ok(())
@@ -415,6 +392,37 @@ fn run_ingest(spec: &Spec, dir: &Path, store: &ImageStore, progress: bool) -> Re
     }
     pb.finish_and_clear();
     out.finish(&work, started)
+}
+
+/// The traces and the ledger rows of an ingested batch; `id_of` names each trace from its
+/// content id, in order.
+pub(crate) fn split_ingested(
+    done: Vec<Ingested>,
+    source: &str,
+    mut id_of: impl FnMut([u8; 16]) -> Result<String>,
+) -> Result<(Vec<Trace>, Vec<LedgerEntry>)> {
+    let mut kept = Vec::with_capacity(done.len());
+    let mut dropped = Vec::new();
+    for d in done {
+        match d {
+            Ingested::Rejected(e) => dropped.push(e),
+            Ingested::Trace(raw, images, cid, origin) => kept.push(Trace {
+                id: id_of(cid)?,
+                source: source.to_string(),
+                origin,
+                system: raw.system,
+                prompt: raw.prompt,
+                response: raw.response,
+                reference: raw.reference,
+                images,
+                tokens: None,
+                num_tokens: None,
+                bucket: None,
+                pass_rate: raw.pass_rate,
+            }),
+        }
+    }
+    Ok((kept, dropped))
 }
 
 /// Judge one batch with one stage; returns the kept rows and writes the ledger rows.
@@ -478,7 +486,7 @@ fn run_segment(
             let pb = bar(progress, Some(total), &format!("{} (index)", first.name()));
             let index_dir = dir.join("work").join(stage_dir_name(*first_index, first.name())).join("index");
             std::fs::create_dir_all(&index_dir).ctx(|| format!("creating {}", index_dir.display()))?;
-            let ictx = IndexContext { images: store, dir: &index_dir };
+            let ictx = IndexContext { images: store, dir: &index_dir, partial: false };
             let mut pos = 0u64;
             let columns = first.index_columns();
             input.for_each_batch_of(spec.batch_rows, columns.as_deref(), |df| {

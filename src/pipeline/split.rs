@@ -5,7 +5,7 @@
 //! task, and steps meet through files in the run directory:
 //!
 //! ```text
-//! ingest            array   task r ingests its share of the input files (whole files, in order)
+//! ingest            array   task r ingests its share of the input (Parquet by row group, in order)
 //! NN-stage.map      array   global stage NN: task r indexes its rows (hashes, keys, lengths)
 //! NN-stage.reduce   single  merges the map outputs in rank order and decides
 //! NN-stage          array   task r judges its rows through the segment of stages from NN
@@ -39,7 +39,7 @@ use rayon::prelude::*;
 use super::io::{PartReader, PipedWriter, atomic_write};
 use super::{
     Ingested, LEDGER_ROW_GROUP, RunStats, ShardSummary, StageOutput, StageStats, WORK_ROWS_PER_FILE, bar, ingest_row,
-    judge_batch, read_marker, segments, stage_dir_name, tables, write_curated,
+    judge_batch, read_marker, segments, split_ingested, stage_dir_name, tables, write_curated,
 };
 use crate::error::{Context, Error, Result};
 use crate::ingest::{self, ImageStore};
@@ -131,7 +131,7 @@ fn ingest_work(dir: &Path) -> PathBuf {
 pub fn steps(spec: &Spec) -> Result<Vec<Step>> {
     if let Some(st) = spec.stages.iter().find(|s| !s.splittable()) {
         return Err(Error::Spec(format!(
-            "{}: stage `{}` cannot run split into tasks yet (splittable global stages: dedup.exact, bucket, mix); run this spec in one process",
+            "{}: stage `{}` cannot run split into tasks yet (splittable global stages: dedup.exact, dedup.minhash, dedup.image, bucket, mix); run this spec in one process",
             spec.file.display(),
             st.name()
         )));
@@ -150,27 +150,52 @@ pub fn steps(spec: &Spec) -> Result<Vec<Step>> {
     Ok(out)
 }
 
-/// Input files assigned to each task: the spec's files in order (inputs in spec order, files
-/// sorted within an input), cut into `world` consecutive runs of about equal bytes. A file is
-/// never split.
-pub fn assign_files(spec: &Spec, world: usize) -> Vec<Vec<(usize, PathBuf)>> {
-    let files: Vec<(usize, PathBuf, u64)> = spec
-        .inputs
-        .iter()
-        .enumerate()
-        .flat_map(|(k, inp)| inp.files.iter().map(move |f| (k, f.clone(), std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))))
-        .collect();
-    let total: u64 = files.iter().map(|f| f.2.max(1)).sum();
-    let mut out = vec![Vec::new(); world];
-    let mut acc = 0u64;
-    for (k, f, bytes) in files {
-        // the task whose byte range holds this file's midpoint
-        let mid = acc + bytes.max(1) / 2;
-        let r = ((mid as u128 * world as u128) / total.max(1) as u128) as usize;
-        out[r.min(world - 1)].push((k, f));
-        acc += bytes.max(1);
+/// A piece of input one task ingests: a whole file, or rows `start..end` of a Parquet file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// Index of the input in the spec.
+    pub input: usize,
+    pub file: PathBuf,
+    pub rows: Option<(usize, usize)>,
+}
+
+/// The input assigned to each task: the spec's files in order (inputs in spec order, files
+/// sorted within an input), Parquet files by row group, cut into `world` consecutive runs of
+/// about equal bytes. JSON and JSONL files are never split.
+pub fn assign_inputs(spec: &Spec, world: usize) -> Result<Vec<Vec<Piece>>> {
+    // units: (piece, bytes)
+    let mut units: Vec<(Piece, u64)> = Vec::new();
+    for (k, inp) in spec.inputs.iter().enumerate() {
+        for f in &inp.files {
+            if inp.format == crate::spec::Format::Parquet {
+                let mut start = 0;
+                for (rows, bytes) in super::io::parquet_row_groups(f)? {
+                    units.push((Piece { input: k, file: f.clone(), rows: Some((start, start + rows)) }, bytes as u64));
+                    start += rows;
+                }
+            } else {
+                let bytes = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+                units.push((Piece { input: k, file: f.clone(), rows: None }, bytes));
+            }
+        }
     }
-    out
+    let total: u64 = units.iter().map(|u| u.1.max(1)).sum();
+    let mut out: Vec<Vec<Piece>> = vec![Vec::new(); world];
+    let mut acc = 0u64;
+    for (piece, bytes) in units {
+        // the task whose share of the bytes holds this unit's midpoint
+        let mid = acc + bytes.max(1) / 2;
+        let r = (((mid as u128) * world as u128) / total.max(1) as u128).min(world as u128 - 1) as usize;
+        acc += bytes.max(1);
+        match out[r].last_mut() {
+            // consecutive row groups of one file in one task: one range
+            Some(Piece { input, file, rows: Some((_, end)) }) if *input == piece.input && *file == piece.file => {
+                *end = piece.rows.expect("Parquet units have rows").1;
+            }
+            _ => out[r].push(piece),
+        }
+    }
+    Ok(out)
 }
 
 /// The run directory of a split run: created if needed; never cleared (other tasks share it).
@@ -266,9 +291,9 @@ fn parse_cid(hex: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// Wait until `path` exists (another task's step), saying once what is awaited.
-fn wait_for(path: &Path, what: &str) {
-    let mut said = false;
+/// Wait until `path` exists (another task's step), saying once what is awaited (unless quiet).
+fn wait_for(path: &Path, what: &str, say: bool) {
+    let mut said = !say;
     while !path.exists() {
         if !said {
             eprintln!("cotforge: waiting for {what} ({})", path.display());
@@ -302,7 +327,7 @@ pub fn run_task(spec: &Spec, dir: &Path, task: Task, progress: bool) -> Result<O
             let prev = &all[k - 1];
             let ranks: Vec<usize> = if prev.array { (0..task.world).collect() } else { vec![0] };
             for r in ranks {
-                wait_for(&step_marker(dir, spec, prev, r), &format!("step {} of task {r}", prev.name));
+                wait_for(&step_marker(dir, spec, prev, r), &format!("step {} of task {r}", prev.name), progress);
             }
         }
         if step.array || task.rank == 0 {
@@ -337,42 +362,22 @@ fn ingest_task(spec: &Spec, dir: &Path, task: Task, store: &ImageStore, progress
     let started = Instant::now();
     let td = task_dir(&ingest_work(dir), task.rank);
     remove_dir(&td)?;
-    let files = assign_files(spec, task.world).swap_remove(task.rank);
+    let pieces = assign_inputs(spec, task.world)?.swap_remove(task.rank);
     let pb = bar(progress, None, &format!("ingest (task {})", task.rank));
     let mut out = StageOutput::at(0, "ingest", Some(&td), &td.join("ledger"), "part")?;
     let cids_path = td.join("cids.bin");
     let mut cids = std::io::BufWriter::new(std::fs::File::create(&cids_path).ctx(|| format!("creating {}", cids_path.display()))?);
-    for (k, file) in files {
+    for Piece { input: k, file, rows } in pieces {
         let input = &spec.inputs[k];
         let root = ingest::images_root(input, &file);
-        ingest::read_batches(input, &file, spec.batch_rows, |rows| {
+        ingest::read_batches_in(input, &file, rows, spec.batch_rows, |rows| {
             let n = rows.len();
             let done: Vec<Ingested> = rows.into_par_iter().map(|r| ingest_row(r, input, root, store)).collect::<Result<_>>()?;
-            let mut kept = Vec::with_capacity(n);
-            let mut dropped = Vec::new();
-            for d in done {
-                match d {
-                    Ingested::Rejected(e) => dropped.push(e),
-                    Ingested::Trace(raw, images, cid, origin) => {
-                        cids.write_all(&cid).ctx(|| format!("writing {}", cids_path.display()))?;
-                        kept.push(Trace {
-                            // repeats are numbered when the rows are read (IdFix)
-                            id: ingest::hex(&cid),
-                            source: input.source.clone(),
-                            origin,
-                            system: raw.system,
-                            prompt: raw.prompt,
-                            response: raw.response,
-                            reference: raw.reference,
-                            images,
-                            tokens: None,
-                            num_tokens: None,
-                            bucket: None,
-                            pass_rate: raw.pass_rate,
-                        });
-                    }
-                }
-            }
+            // repeats are numbered when the rows are read (IdFix)
+            let (kept, dropped) = split_ingested(done, &input.source, |cid| {
+                cids.write_all(&cid).ctx(|| format!("writing {}", cids_path.display()))?;
+                Ok(ingest::hex(&cid))
+            })?;
             out.write(n, &kept, &dropped)?;
             pb.inc(n as u64);
             Ok(())
@@ -426,7 +431,7 @@ fn map_task(spec: &Spec, dir: &Path, task: Task, i: usize, store: &ImageStore, p
     let index_dir = td.join("index");
     std::fs::create_dir_all(&index_dir).ctx(|| format!("creating {}", index_dir.display()))?;
     let mut stage = spec.stages[i].build(&StageContext { images: store })?;
-    let ictx = IndexContext { images: store, dir: &index_dir };
+    let ictx = IndexContext { images: store, dir: &index_dir, partial: true };
     let columns = stage.index_columns();
     let pb = bar(progress, None, &format!("{} map (task {})", stage.name(), task.rank));
     let rows = for_each_task_batch(spec, dir, task, k, columns, |pos, batch| {
@@ -452,7 +457,7 @@ fn reduce(spec: &Spec, dir: &Path, world: usize, i: usize, store: &ImageStore) -
     }
     let index_dir = work.join("index");
     std::fs::create_dir_all(&index_dir).ctx(|| format!("creating {}", index_dir.display()))?;
-    stage.finish_index(&IndexContext { images: store, dir: &index_dir })?;
+    stage.finish_index(&IndexContext { images: store, dir: &index_dir, partial: false })?;
     atomic_write(&work.join("reduce.bin"), &stage.save_decisions()?, 0)?;
     atomic_write(&work.join("_REDUCE_DONE"), b"", 0)
 }

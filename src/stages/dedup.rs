@@ -93,7 +93,7 @@ impl Stage for Exact {
     }
 
     /// The first row of each key among the task's rows: `[key (hex), position, id]`.
-    fn save_partial(&self) -> Result<Vec<u8>> {
+    fn save_partial(&mut self) -> Result<Vec<u8>> {
         let mut v: Vec<(String, u64, &str)> = self.first.iter().map(|(k, (p, id))| (format!("{k:032x}"), *p, id.as_str())).collect();
         v.sort_unstable_by_key(|e| e.1);
         super::encode_state(self.name(), &v)
@@ -109,7 +109,7 @@ impl Stage for Exact {
         Ok(())
     }
 
-    fn save_decisions(&self) -> Result<Vec<u8>> {
+    fn save_decisions(&mut self) -> Result<Vec<u8>> {
         self.save_partial()
     }
 

@@ -82,6 +82,7 @@ impl ImageDedupConfig {
 type RowPrints = Vec<Vec<Arc<Fingerprint>>>;
 
 /// A row waiting in the current chunk: position, id, image ids, prompt key.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Pending {
     pos: u64,
     id: String,
@@ -218,6 +219,14 @@ impl Stage for ImageDedup {
 
     fn index(&mut self, first: u64, batch: &[Trace], ctx: &IndexContext) -> Result<()> {
         self.gather(first, batch);
+        if ctx.partial {
+            // map step: decode this task's images into the store's fingerprint logs, where
+            // the reduce finds them; the decisions need every earlier row and wait for it
+            batch.par_iter().flat_map(|t| &t.images).for_each(|i| {
+                ctx.images.fingerprint(&i.id);
+            });
+            return Ok(());
+        }
         if self.pending.len() >= self.cfg.chunk_rows {
             // decode the new chunk's images while the previous chunk is decided
             let chunk = std::mem::take(&mut self.pending);
@@ -239,9 +248,39 @@ impl Stage for ImageDedup {
         if let Some((c, p)) = self.fingerprinted.take() {
             self.decide(c, p);
         }
-        let chunk = std::mem::take(&mut self.pending);
-        let prints = fingerprints(&chunk, ctx);
-        self.decide(chunk, prints);
+        // what is left (in a reduce: every row of the run), a chunk at a time
+        let mut rest = std::mem::take(&mut self.pending).into_iter();
+        loop {
+            let chunk: Vec<Pending> = rest.by_ref().take(self.cfg.chunk_rows).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let prints = fingerprints(&chunk, ctx);
+            self.decide(chunk, prints);
+        }
+        Ok(())
+    }
+
+    fn save_partial(&mut self) -> Result<Vec<u8>> {
+        super::encode_state(self.name(), &self.pending)
+    }
+
+    fn load_partial(&mut self, bytes: &[u8]) -> Result<()> {
+        let rows: Vec<Pending> = super::decode_state(self.name(), bytes)?;
+        self.pending.extend(rows);
+        Ok(())
+    }
+
+    fn save_decisions(&mut self) -> Result<Vec<u8>> {
+        let mut dropped: Vec<(u64, u32, u32)> = self.dropped.iter().map(|(&p, &(r, d))| (p, r, d)).collect();
+        dropped.sort_unstable();
+        super::encode_state(self.name(), &(&self.kept, dropped))
+    }
+
+    fn load_decisions(&mut self, bytes: &[u8]) -> Result<()> {
+        let (kept, dropped): (Vec<String>, Vec<(u64, u32, u32)>) = super::decode_state(self.name(), bytes)?;
+        self.kept = kept;
+        self.dropped = dropped.into_iter().map(|(p, r, d)| (p, (r, d))).collect();
         Ok(())
     }
 

@@ -155,7 +155,7 @@ impl Stage for Bucket {
         Ok(Measured { verdict, values: vec![("tokens", n as f64)] })
     }
 
-    fn save_partial(&self) -> Result<Vec<u8>> {
+    fn save_partial(&mut self) -> Result<Vec<u8>> {
         super::encode_state(self.name(), &(&self.seen, &self.sampler))
     }
 
@@ -170,7 +170,7 @@ impl Stage for Bucket {
         Ok(())
     }
 
-    fn save_decisions(&self) -> Result<Vec<u8>> {
+    fn save_decisions(&mut self) -> Result<Vec<u8>> {
         self.save_partial()
     }
 
@@ -351,7 +351,7 @@ impl Stage for Mix {
         Ok(Measured::only(verdict))
     }
 
-    fn save_partial(&self) -> Result<Vec<u8>> {
+    fn save_partial(&mut self) -> Result<Vec<u8>> {
         super::encode_state(self.name(), &self.sampler)
     }
 
@@ -361,7 +361,7 @@ impl Stage for Mix {
         Ok(())
     }
 
-    fn save_decisions(&self) -> Result<Vec<u8>> {
+    fn save_decisions(&mut self) -> Result<Vec<u8>> {
         super::encode_state(self.name(), &(&self.quotas, &self.sampler))
     }
 

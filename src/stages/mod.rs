@@ -160,7 +160,11 @@ impl StageSpec {
     /// Whether a run split into tasks can run the stage: row-local stages, and the global
     /// stages that save and merge their index ([`Stage::save_partial`]).
     pub fn splittable(&self) -> bool {
-        !self.needs_index() || matches!(self, StageSpec::DedupExact(_) | StageSpec::Bucket(_) | StageSpec::Mix(_))
+        !self.needs_index()
+            || matches!(
+                self,
+                StageSpec::DedupExact(_) | StageSpec::DedupMinhash(_) | StageSpec::DedupImage(_) | StageSpec::Bucket(_) | StageSpec::Mix(_)
+            )
     }
 
     /// Build the stage (loading what it needs, e.g. a tokenizer or benchmark files).
@@ -211,6 +215,9 @@ pub struct StageContext<'a> {
 pub struct IndexContext<'a> {
     pub images: &'a ImageStore,
     pub dir: &'a std::path::Path,
+    /// The map step of a split run: `index` sees one task's rows; what needs all rows in
+    /// order waits for the reduce ([`Stage::load_partial`], then [`Stage::finish_index`]).
+    pub partial: bool,
 }
 
 /// A pipeline stage.
@@ -242,7 +249,9 @@ pub trait Stage: Send + Sync {
     }
 
     /// Judge one row; `pos` is its position in the stage input. Must be a pure function of
-    /// its arguments (and the index), so results do not depend on thread count.
+    /// its arguments (and the index), so results do not depend on thread count. Only global
+    /// stages may look at `pos`: in a split run, row-local stages after a segment's first
+    /// stage see positions counted within their task.
     fn judge(&self, pos: u64, trace: &Trace, ctx: &StageContext) -> Result<Verdict> {
         Ok(self.judge_measured(pos, trace, ctx)?.verdict)
     }
@@ -265,7 +274,7 @@ pub trait Stage: Send + Sync {
 
     /// Runs split into tasks (global stages), map: what [`Stage::index`] gathered from one
     /// task's rows, which saw their global positions.
-    fn save_partial(&self) -> Result<Vec<u8>> {
+    fn save_partial(&mut self) -> Result<Vec<u8>> {
         Err(not_split(self.name()))
     }
 
@@ -276,7 +285,7 @@ pub trait Stage: Send + Sync {
     }
 
     /// Reduce, after [`Stage::finish_index`]: what judging (and the summary) needs.
-    fn save_decisions(&self) -> Result<Vec<u8>> {
+    fn save_decisions(&mut self) -> Result<Vec<u8>> {
         Err(not_split(self.name()))
     }
 

@@ -269,6 +269,31 @@ pub struct Minhash {
     /// Dropped rows: position -> (kept position, similarity).
     dropped: HashMap<u64, (u64, f32)>,
     kept_ids: HashMap<u64, String>,
+    /// Split runs with `image_radius`: each row's image ids (map), or the rows whose
+    /// fingerprints the reduce still has to look up, by position.
+    image_ids: Vec<Vec<String>>,
+    unresolved: Vec<(u64, Vec<String>)>,
+}
+
+/// A row's images in a saved index: fingerprints travel as image ids (the reduce finds them
+/// in the image store's fingerprint logs).
+#[derive(serde::Serialize, serde::Deserialize)]
+enum SavedImage {
+    Ignored,
+    Ids(u64),
+    Prints(Vec<String>),
+}
+
+/// What the map step of `dedup.minhash` hands to the reduce.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MinhashPartial {
+    /// first, rows, then the signature, band, id and shingle files
+    parts: Vec<(u64, u64, PathBuf, PathBuf, PathBuf, PathBuf)>,
+    images: Vec<SavedImage>,
+    numbers: Vec<u64>,
+    empty: Vec<bool>,
+    shingle_offsets: Vec<u64>,
+    total: u64,
 }
 
 impl Minhash {
@@ -295,7 +320,18 @@ impl Minhash {
             total: 0,
             dropped: HashMap::new(),
             kept_ids: HashMap::new(),
+            image_ids: Vec::new(),
+            unresolved: Vec::new(),
         }
+    }
+
+    /// The image key of a row from its image ids (fingerprints from the store).
+    fn prints_of(ids: &[String], store: &crate::ingest::ImageStore) -> ImageKey {
+        ImageKey::Prints(
+            ids.iter()
+                .map(|id| store.fingerprint(id).unwrap_or_else(|| Arc::new(Fingerprint::new(xxh3_64(id.as_bytes()), Vec::new()))))
+                .collect(),
+        )
     }
 
     fn compute(&self, t: &Trace, store: &crate::ingest::ImageStore) -> Row {
@@ -321,12 +357,9 @@ impl Minhash {
                 let joined: Vec<&str> = t.images.iter().map(|i| i.id.as_str()).collect();
                 ImageKey::Ids(if joined.is_empty() { 0 } else { xxh3_64(joined.join(",").as_bytes()) })
             }
-            (ImageMatch::Match, Some(_)) => ImageKey::Prints(
-                t.images
-                    .iter()
-                    .map(|i| store.fingerprint(&i.id).unwrap_or_else(|| Arc::new(Fingerprint::new(xxh3_64(i.id.as_bytes()), Vec::new()))))
-                    .collect(),
-            ),
+            (ImageMatch::Match, Some(_)) => {
+                Self::prints_of(&t.images.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), store)
+            }
         };
         if self.cfg.check != PairCheck::Exact {
             shingles = Vec::new();
@@ -596,6 +629,9 @@ impl Stage for Minhash {
                 self.shingle_write_off += 4 + set.len() as u64 * 8;
             }
             self.empty.push(row.sig.iter().all(|&v| v == u32::MAX));
+            if ctx.partial && matches!(row.image, ImageKey::Prints(_)) {
+                self.image_ids.push(t.images.iter().map(|i| i.id.clone()).collect());
+            }
             self.images.push(row.image);
             self.numbers.push(row.numbers);
             if let Some(p) = self.parts.last_mut() {
@@ -606,8 +642,11 @@ impl Stage for Minhash {
         Ok(())
     }
 
-    fn finish_index(&mut self, _ctx: &IndexContext) -> Result<()> {
+    fn finish_index(&mut self, ctx: &IndexContext) -> Result<()> {
         self.close_part()?;
+        for (pos, ids) in std::mem::take(&mut self.unresolved) {
+            self.images[pos as usize] = Self::prints_of(&ids, ctx.images);
+        }
         self.open_readers()?;
         let mut uf = self.cluster()?;
         let mut cache = SigCache::default();
@@ -630,6 +669,68 @@ impl Stage for Minhash {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn save_partial(&mut self) -> Result<Vec<u8>> {
+        self.close_part()?;
+        let mut ids = self.image_ids.iter();
+        let images = self
+            .images
+            .iter()
+            .map(|k| match k {
+                ImageKey::Ignored => SavedImage::Ignored,
+                ImageKey::Ids(h) => SavedImage::Ids(*h),
+                ImageKey::Prints(_) => SavedImage::Prints(ids.next().cloned().unwrap_or_default()),
+            })
+            .collect();
+        let p = MinhashPartial {
+            parts: self.parts.iter().map(|p| (p.first, p.rows, p.sig.clone(), p.bands.clone(), p.ids.clone(), p.shingles.clone())).collect(),
+            images,
+            numbers: self.numbers.clone(),
+            empty: self.empty.clone(),
+            shingle_offsets: self.shingle_offsets.clone(),
+            total: self.total,
+        };
+        super::encode_state(self.name(), &p)
+    }
+
+    fn load_partial(&mut self, bytes: &[u8]) -> Result<()> {
+        let p: MinhashPartial = super::decode_state(self.name(), bytes)?;
+        let base = self.images.len() as u64;
+        if p.parts.first().is_some_and(|f| f.0 != base) {
+            return Err(crate::Error::Run(format!("dedup.minhash: a map output starts at row {} but {base} rows came before", p.parts[0].0)));
+        }
+        self.parts.extend(p.parts.into_iter().map(|(first, rows, sig, bands, ids, shingles)| Part { first, rows, sig, bands, ids, shingles }));
+        for (k, img) in p.images.into_iter().enumerate() {
+            self.images.push(match img {
+                SavedImage::Ignored => ImageKey::Ignored,
+                SavedImage::Ids(h) => ImageKey::Ids(h),
+                SavedImage::Prints(ids) => {
+                    self.unresolved.push((base + k as u64, ids));
+                    ImageKey::Prints(Vec::new())
+                }
+            });
+        }
+        self.numbers.extend(p.numbers);
+        self.empty.extend(p.empty);
+        self.shingle_offsets.extend(p.shingle_offsets);
+        self.total += p.total;
+        Ok(())
+    }
+
+    fn save_decisions(&mut self) -> Result<Vec<u8>> {
+        let mut dropped: Vec<(u64, u64, f32)> = self.dropped.iter().map(|(&p, &(r, s))| (p, r, s)).collect();
+        dropped.sort_unstable_by_key(|d| d.0);
+        let mut kept: Vec<(u64, &str)> = self.kept_ids.iter().map(|(&p, id)| (p, id.as_str())).collect();
+        kept.sort_unstable();
+        super::encode_state(self.name(), &(dropped, kept))
+    }
+
+    fn load_decisions(&mut self, bytes: &[u8]) -> Result<()> {
+        let (dropped, kept): (Vec<(u64, u64, f32)>, Vec<(u64, String)>) = super::decode_state(self.name(), bytes)?;
+        self.dropped = dropped.into_iter().map(|(p, r, s)| (p, (r, s))).collect();
+        self.kept_ids = kept.into_iter().collect();
         Ok(())
     }
 

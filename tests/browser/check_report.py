@@ -29,7 +29,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from checklib import run_checks  # noqa: E402
 
 FLAGS = [
     "--headless",
@@ -396,18 +397,7 @@ def main():
         colours = img.resize((200, 400)).getcolors(maxcolors=1 << 16)
         assert colours is None or len(colours) > 20, "the page looks blank"
 
-    passed = failed = 0
-    for fn in checks:
-        try:
-            fn()
-            passed += 1
-            print(f"ok   {fn.__name__}")
-        except Exception:
-            failed += 1
-            print(f"FAIL {fn.__name__}")
-            traceback.print_exc()
-    print(f"browser: {passed} passed, {failed} failed (screenshot and DOM dump in {a.out_dir})")
-    return 1 if failed else 0
+    return run_checks(checks, "browser", f" (screenshot and DOM dump in {a.out_dir})")
 
 
 if __name__ == "__main__":

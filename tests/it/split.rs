@@ -90,10 +90,13 @@ fn the_demo_split_into_four_tasks_step_by_step_equals_one_process() {
     let s = cotforge::spec::load(&spec).unwrap();
     let names: Vec<String> = cotforge::pipeline::split::steps(&s).unwrap().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["ingest", "01-validate", "08-dedup.exact.map", "08-dedup.exact.reduce", "08-dedup.exact", "10-bucket.map", "10-bucket.reduce", "10-bucket", "finalize"]);
-    // files go to tasks by bytes: the synth file is most of the demo, so some tasks get none
-    let files = cotforge::pipeline::split::assign_files(&s, 4);
-    assert_eq!(files.iter().map(Vec::len).sum::<usize>(), s.inputs.iter().map(|i| i.files.len()).sum::<usize>());
-    assert!(files.iter().filter(|f| !f.is_empty()).count() >= 2, "{files:?}");
+    // input goes to tasks by bytes, in order, every file once (a Parquet file may be cut at
+    // row groups)
+    let pieces = cotforge::pipeline::split::assign_inputs(&s, 4).unwrap();
+    let mut files: Vec<&std::path::PathBuf> = pieces.iter().flatten().map(|p| &p.file).collect();
+    files.dedup();
+    assert_eq!(files, s.inputs.iter().flat_map(|i| &i.files).collect::<Vec<_>>());
+    assert!(pieces.iter().filter(|f| !f.is_empty()).count() >= 2, "{pieces:?}");
     let split = tmp.path().join("split");
     run_steps(&spec, &split, 4);
     assert_same_outputs(&one, &split);
@@ -126,7 +129,7 @@ fn repeated_rows_in_files_of_different_tasks_are_numbered_and_deduplicated_as_in
         ),
     );
     let s = cotforge::spec::load(&spec).unwrap();
-    assert!(cotforge::pipeline::split::assign_files(&s, 4).iter().all(|f| f.len() == 1), "one file per task");
+    assert!(cotforge::pipeline::split::assign_inputs(&s, 4).unwrap().iter().all(|f| f.len() == 1), "one file per task");
     let one = tmp.path().join("one");
     one_process(&spec, &one);
     let split = tmp.path().join("split");
@@ -241,13 +244,73 @@ fn the_slurm_plan_chains_its_steps_and_its_scripts_reproduce_the_run() {
 #[test]
 fn a_spec_with_a_stage_that_cannot_split_is_refused_up_front() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = write_spec(tmp.path(), &demo_yaml("").replace("  - dedup.exact: {on: [prompt, images]}\n", "  - dedup.minhash: {}\n"));
+    // `score` samples from a model per row and does not split yet
+    let model = tmp.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("config.json"), "{}").unwrap();
+    let scored = format!("  - validate: {{}}\n  - score: {{model: {}}}\n", model.display());
+    let spec = write_spec(tmp.path(), &demo_yaml("").replace("  - validate: {}\n", &scored));
     let o = cli(&["plan", spec.to_str().unwrap(), "--world-size", "2", "--slurm"], &[]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("dedup.minhash") && stderr(&o).contains("one process"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`score`") && stderr(&o).contains("one process"), "{}", stderr(&o));
     let o = cli(&["run", spec.to_str().unwrap(), "--out", tmp.path().join("x").to_str().unwrap(), "--world-size", "2", "--rank", "0", "--step", "ingest"], &[]);
     assert_eq!(o.status.code(), Some(2));
     let o = cli(&["run", spec.to_str().unwrap(), "--world-size", "2", "--rank", "2"], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("rank 2 is outside"), "{}", stderr(&o));
+}
+
+/// A synth corpus of `rows` rows in row groups of `group` rows (so tasks cut it at row groups).
+fn synth_corpus(dir: &Path, rows: usize, group: usize, layout: cotforge::synth::corpus::SynthLayout) -> std::path::PathBuf {
+    use cotforge::synth::corpus::{self, DefectRates, SynthOptions};
+    let out = dir.join("corpus");
+    let opts = SynthOptions { rows, seed: 5, out: out.clone(), layout, defects: DefectRates::default_rates(), batch_rows: group, bench_items: None };
+    corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap();
+    out
+}
+
+#[test]
+fn minhash_image_dedup_and_a_parquet_file_cut_at_row_groups_split_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth_corpus(tmp.path(), 600, 64, cotforge::synth::corpus::SynthLayout::Columns);
+    let spec = write_spec(
+        tmp.path(),
+        &format!(
+            "name: images\ninputs:\n  - path: {}/data/*.parquet\n    format: parquet\n    columns: {{prompt: problem, response: answer, reference: solution, images: images}}\n    source: synth\nstages:\n  - validate: {{}}\n  - filter.repetition: {{}}\n  - dedup.minhash: {{image_radius: 4, check: exact}}\n  - dedup.image: {{chunk_rows: 50}}\n  - dedup.exact: {{}}\noutput:\n  dir: unused\n",
+            data.display()
+        ),
+    );
+    let s = cotforge::spec::load(&spec).unwrap();
+    let pieces = cotforge::pipeline::split::assign_inputs(&s, 3).unwrap();
+    assert!(pieces.iter().all(|p| p.len() == 1 && p[0].rows.is_some()), "one file cut into three row ranges: {pieces:?}");
+    let one = tmp.path().join("one");
+    one_process(&spec, &one);
+    let stats: cotforge::pipeline::RunStats = serde_json::from_slice(&std::fs::read(one.join("stats.json")).unwrap()).unwrap();
+    assert!(stats.stages[4].dropped.get("duplicate_image").copied().unwrap_or(0) > 5, "the corpus has shared images: {:?}", stats.stages[4]);
+    let near: u64 = stats.stages.iter().filter(|s| s.stage == "dedup.minhash").map(|s| s.dropped.get("near_duplicate").copied().unwrap_or(0)).sum();
+    assert!(near > 5, "and near duplicates: {:?}", stats.stages.iter().map(|s| (&s.stage, &s.dropped)).collect::<Vec<_>>());
+    let split = tmp.path().join("split");
+    run_steps(&spec, &split, 3);
+    assert_same_outputs(&one, &split);
+}
+
+#[test]
+fn a_100k_row_synth_corpus_split_into_four_processes_equals_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth_corpus(tmp.path(), 100_000, 256, cotforge::synth::corpus::SynthLayout::Prompts);
+    let spec = write_spec(
+        tmp.path(),
+        &format!(
+            "name: prompts100k\ninputs:\n  - path: {}/data/*.parquet\n    format: parquet\n    columns: {{prompt: problem, reference: solution}}\n    source: synth\nstages:\n  - validate: {{require_response: false}}\n  - filter.length: {{field: prompt, min_words: 3}}\n  - dedup.exact: {{on: [prompt]}}\noutput:\n  dir: unused\n",
+            data.display()
+        ),
+    );
+    let one = tmp.path().join("one");
+    one_process(&spec, &one);
+    let split = tmp.path().join("split");
+    run_steps(&spec, &split, 4);
+    assert_same_outputs(&one, &split);
+    let stats: cotforge::pipeline::RunStats = serde_json::from_slice(&std::fs::read(split.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(stats.rows_in, 100_000);
+    assert!(stats.ledger_rows > 10_000, "planted duplicates are dropped across tasks");
 }

@@ -22,10 +22,10 @@ import glob
 import json
 import os
 import sys
-import traceback
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from checklib import run_checks
 
 
 def main(run_dir):
@@ -160,18 +160,7 @@ def main(run_dir):
             cur = pd.concat([pd.read_parquet(p, columns=["id"]) for p in curated])
             assert set(samples) == set(cur["id"])
 
-    passed = failed = 0
-    for fn in checks:
-        try:
-            fn()
-            passed += 1
-            print(f"ok   {fn.__name__}")
-        except Exception:
-            failed += 1
-            print(f"FAIL {fn.__name__}")
-            traceback.print_exc()
-    print(f"python: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_checks(checks, "python")
 
 
 if __name__ == "__main__":

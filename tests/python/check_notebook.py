@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
+from checklib import run_checks
 
 
 def png(colour, size=(64, 48)):
@@ -150,18 +150,7 @@ def main(binary):
             assert [t["from"] for t in row["conversations"]] == ["human", "gpt"]
             assert all(os.path.exists(os.path.join(out, p)) for p in row["images"]), row["images"]
 
-    passed = failed = 0
-    for fn in checks:
-        try:
-            fn()
-            passed += 1
-            print(f"ok   {fn.__name__}")
-        except Exception:
-            failed += 1
-            print(f"FAIL {fn.__name__}")
-            traceback.print_exc()
-    print(f"notebook: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_checks(checks, "notebook")
 
 
 if __name__ == "__main__":
