@@ -158,7 +158,7 @@ fn batch_df(run: &Path, out: &Path, traces: &[Trace], layout: ExportLayout, writ
     let source = str_col("source", traces.iter().map(|t| Some(t.source.clone())).collect());
     let cols = match layout {
         ExportLayout::Columns => {
-            let imgs: Vec<Vec<(Option<Vec<u8>>, Option<String>)>> = traces
+            let imgs: schema::HfImages = traces
                 .iter()
                 .map(|t| t.images.iter().map(|i| Ok((Some(stored_image(run, &i.id)?), Some(i.path.clone())))).collect())
                 .collect::<Result<_>>()?;

@@ -548,7 +548,7 @@ pub(crate) fn write_curated(spec: &Spec, dir: &Path, last: &[PathBuf], store: &I
     let pb = bar(progress, Some(input.rows() as u64), "write curated");
     let mut w = PipedWriter::new(&curated, "part", spec.rows_per_file)?;
     let with_images = |traces: &[Trace]| -> Result<polars::prelude::DataFrame> {
-        let imgs: Vec<Vec<(Option<Vec<u8>>, Option<String>)>> = traces
+        let imgs: schema::HfImages = traces
             .par_iter()
             .map(|t| {
                 t.images

@@ -404,10 +404,10 @@ fn for_each_task_batch(
     let offset: u64 = rows[..task.rank].iter().sum();
     let mut fix = if from_ingest { Some(IdFix::new(dir, task.rank)?) } else { None };
     let mut columns = columns;
-    if let (true, Some(c)) = (from_ingest, columns.as_mut()) {
-        if !c.contains(&"id") {
-            c.push("id");
-        }
+    if let (true, Some(c)) = (from_ingest, columns.as_mut())
+        && !c.contains(&"id")
+    {
+        c.push("id");
     }
     let input = PartReader::open(&dirs[task.rank])?;
     let mut pos = offset;

@@ -116,33 +116,47 @@ fn ledger_samples(dir: &Path, stats: &RunStats, n: usize) -> Result<BTreeMap<(us
     Ok(out)
 }
 
-/// Attach the ingested trace of every sample (from `work/00-ingest`, when the run kept it).
+/// Attach the ingested trace of every sample, found by its origin (file and row, unique per
+/// row) in the ingest output: `work/00-ingest`, or its `task-*` directories in a split run.
 fn attach_traces(dir: &Path, samples: &mut BTreeMap<(usize, String), Vec<Dropped>>) -> Result<()> {
     let ingest = dir.join("work").join("00-ingest");
     if !ingest.is_dir() {
         return Ok(());
     }
-    let wanted: HashSet<String> = samples.values().flatten().filter_map(|d| d.id.clone()).collect();
+    let mut dirs = vec![ingest.clone()];
+    let mut tasks: Vec<PathBuf> = std::fs::read_dir(&ingest)
+        .ctx(|| format!("listing {}", ingest.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("task-")))
+        .collect();
+    tasks.sort();
+    dirs.extend(tasks);
+    let wanted: HashSet<String> = samples.values().flatten().filter(|d| d.id.is_some()).map(|d| d.origin.clone()).collect();
     let mut found: HashMap<String, Trace> = HashMap::new();
-    for p in parquet_files(&ingest)? {
+    for p in dirs.iter().map(|d| parquet_files(d)).collect::<Result<Vec<_>>>()?.into_iter().flatten() {
         if found.len() == wanted.len() {
             break;
         }
         let rows = parquet_rows(&p)?;
-        let ids = read_parquet_slice(&p, Some(vec!["id".into()]), 0, rows)?;
-        let col = ids.column("id").and_then(|c| c.str()).map_err(|e| Error::Input(format!("{}: column id: {e}", p.display())))?;
-        for (i, id) in col.iter().enumerate() {
-            let Some(id) = id else { continue };
-            if wanted.contains(id) && !found.contains_key(id) {
+        let origins = read_parquet_slice(&p, Some(vec!["origin".into()]), 0, rows)?;
+        let col = origins
+            .column("origin")
+            .and_then(|c| c.str())
+            .map_err(|e| Error::Input(format!("{}: column origin: {e}", p.display())))?;
+        for (i, origin) in col.iter().enumerate() {
+            let Some(origin) = origin else { continue };
+            if wanted.contains(origin) && !found.contains_key(origin) {
                 let row = read_parquet_slice(&p, None, i, 1)?;
                 if let Some(t) = crate::schema::traces_from_partial_df(&row)?.pop() {
-                    found.insert(id.to_string(), t);
+                    found.insert(origin.to_string(), t);
                 }
             }
         }
     }
     for d in samples.values_mut().flatten() {
-        d.trace = d.id.as_ref().and_then(|id| found.get(id).cloned());
+        if d.id.is_some() {
+            d.trace = found.get(&d.origin).cloned();
+        }
     }
     Ok(())
 }

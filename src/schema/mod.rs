@@ -213,7 +213,10 @@ pub fn traces_to_df(traces: &[Trace]) -> Result<DataFrame> {
 
 /// The HF-datasets image column: `list<struct{bytes: binary, path: string}>`.
 /// `images[row][k]` is `(bytes, path)`; `None` bytes become nulls (missing files).
-pub fn hf_images_column(name: &str, images: &[Vec<(Option<Vec<u8>>, Option<String>)>]) -> Result<Column> {
+/// Per row, each image as (bytes, path): the rows of an HF `{bytes, path}` images column.
+pub type HfImages = Vec<Vec<(Option<Vec<u8>>, Option<String>)>>;
+
+pub fn hf_images_column(name: &str, images: &HfImages) -> Result<Column> {
     let struct_dtype = DataType::Struct(vec![
         Field::new("bytes".into(), DataType::Binary),
         Field::new("path".into(), DataType::String),

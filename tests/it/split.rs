@@ -100,6 +100,11 @@ fn the_demo_split_into_four_tasks_step_by_step_equals_one_process() {
     let split = tmp.path().join("split");
     run_steps(&spec, &split, 4);
     assert_same_outputs(&one, &split);
+    // the report finds the dropped rows' traces in the tasks' ingest output
+    let opts = cotforge::report::ReportOptions::default();
+    let (ra, rb) = (cotforge::report::render(&one, &opts).unwrap(), cotforge::report::render(&split, &opts).unwrap());
+    assert!(rb.matches(r#"<details class="trace">"#).count() > 20);
+    assert!(ra == rb, "the split run's report equals the one-process run's");
     // a finished step does nothing when run again
     let o = cli(&["run", spec.to_str().unwrap(), "--out", split.to_str().unwrap(), "-q", "--world-size", "4", "--rank", "2", "--step", "01-validate"], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
