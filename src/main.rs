@@ -556,7 +556,8 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Plan { spec: path, world_size, slurm: _, k8s, out, bin, image, pvc, mount, write } => {
             let spec = spec::load(&path)?;
             let dir = out.unwrap_or_else(|| spec.out_dir.clone());
-            let opts = pipeline::plan::PlanOptions { world: world_size, run_dir: dir, spec_path: path.clone(), bin, image, pvc, mount };
+            let workdir = std::env::current_dir().map_err(|e| Error::Run(format!("reading the working directory: {e}")))?;
+            let opts = pipeline::plan::PlanOptions { world: world_size, run_dir: dir, spec_path: path.clone(), bin, image, pvc, mount, workdir };
             let files = if k8s { pipeline::plan::k8s(&spec, &opts)? } else { pipeline::plan::slurm(&spec, &opts)? };
             match write {
                 Some(d) => {

@@ -111,6 +111,34 @@ pub struct ShardSummary {
     pub files: u64,
 }
 
+impl ShardSummary {
+    fn of(m: &crate::shards::Manifest) -> Self {
+        Self { packs: m.packs, samples: m.samples, tokens: m.tokens, loss_tokens: m.loss_tokens, fill: m.fill, files: m.files.len() as u64 }
+    }
+}
+
+impl RunStats {
+    /// The statistics of a run from its stages' (ingest first): totals are derived.
+    fn new(
+        spec: &Spec,
+        spec_blake3: String,
+        stages: Vec<StageStats>,
+        wall_seconds: Vec<(String, f64)>,
+        shards: Option<ShardSummary>,
+    ) -> Self {
+        Self {
+            name: spec.name.clone(),
+            spec_blake3,
+            rows_in: stages.first().map(|s| s.rows_in).unwrap_or(0),
+            rows_out: stages.last().map(|s| s.rows_out).unwrap_or(0),
+            ledger_rows: stages.iter().map(|s| s.dropped.values().sum::<u64>()).sum(),
+            stages,
+            wall_seconds,
+            shards,
+        }
+    }
+}
+
 /// The fault-injection hook used by the resume tests: `COTFORGE_FAULT_EXIT=stage:N` makes the
 /// process exit abruptly after writing N batches of that stage, as a crash would.
 pub(crate) fn fault_point(stage: &str, batches: usize) {
@@ -665,19 +693,9 @@ fn run_in_pool(spec: &Spec, opts: &RunOptions) -> Result<RunStats> {
             shards = Some(serde_json::from_slice(&bytes).ctx(|| format!("reading {}", manifest.display()))?);
         }
     }
-    let shards = shards.map(|m: crate::shards::Manifest| ShardSummary {
-        packs: m.packs,
-        samples: m.samples,
-        tokens: m.tokens,
-        loss_tokens: m.loss_tokens,
-        fill: m.fill,
-        files: m.files.len() as u64,
-    });
-    let rows_in = stats.first().map(|s| s.rows_in).unwrap_or(0);
-    let rows_out = stats.last().map(|s| s.rows_out).unwrap_or(0);
-    let ledger_rows = stats.iter().map(|s| s.dropped.values().sum::<u64>()).sum();
+    let shards = shards.as_ref().map(ShardSummary::of);
     let wall_seconds = wall.into_iter().map(|(k, v)| (k, (v * 1000.0).round() / 1000.0)).collect();
-    let run = RunStats { name: spec.name.clone(), spec_blake3, rows_in, rows_out, ledger_rows, stages: stats, wall_seconds, shards };
+    let run = RunStats::new(spec, spec_blake3, stats, wall_seconds, shards);
     let json = serde_json::to_vec_pretty(&run).ctx(|| "serialising stats")?;
     atomic_write(&dir.join("stats.json"), &json, 0)?;
     tables::write(&dir, &run)?;

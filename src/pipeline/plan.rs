@@ -1,7 +1,8 @@
 //! `cotforge plan`: the scheduler jobs of a split run ([`super::split`]), one per step.
 //!
 //! Slurm: one sbatch script per step (array steps as `--array=0-(N-1)`, the task's rank from
-//! `SLURM_ARRAY_TASK_ID`) and `submit.sh`, which submits them in order, each with
+//! `SLURM_ARRAY_TASK_ID`, run in the directory `plan` ran in, logs under its `logs/`) and
+//! `submit.sh`, which submits them in order, each with
 //! `--dependency=afterok` on the one before. Kubernetes: one Indexed Job per step (the rank
 //! from `JOB_COMPLETION_INDEX`) and `submit.sh`, which applies each and waits for it to
 //! complete before the next.
@@ -25,6 +26,9 @@ pub struct PlanOptions {
     pub image: String,
     pub pvc: String,
     pub mount: String,
+    /// Slurm: the directory the jobs run in (relative paths in the spec and the commands
+    /// resolve against it); `plan` uses its own working directory.
+    pub workdir: PathBuf,
 }
 
 /// Quote for a POSIX shell.
@@ -68,13 +72,14 @@ fn job_name(spec: &Spec, k: usize, step: &Step) -> String {
 pub fn slurm(spec: &Spec, o: &PlanOptions) -> Result<Vec<(String, String)>> {
     let all = steps(spec)?;
     let mut files = Vec::new();
-    let mut submit = String::from(
-        "#!/bin/bash\n# Submit the steps of the split run in order; each starts when the one before succeeded.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\nmkdir -p logs\n",
+    let wd = sh(&o.workdir.display().to_string());
+    let mut submit = format!(
+        "#!/bin/bash\n# Submit the steps of the split run in order; each starts when the one before succeeded.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\nmkdir -p {wd}/logs\n"
     );
     for (k, step) in all.iter().enumerate() {
         let file = format!("step-{:02}-{}.sbatch", k + 1, step.name);
         let mut t = String::from("#!/bin/bash\n");
-        t.push_str(&format!("#SBATCH --job-name={}\n", job_name(spec, k, step)));
+        t.push_str(&format!("#SBATCH --job-name={}\n#SBATCH --chdir={wd}\n", job_name(spec, k, step)));
         if step.array {
             t.push_str(&format!("#SBATCH --array=0-{}\n#SBATCH --output=logs/%x-%a.out\n", o.world - 1));
         } else {

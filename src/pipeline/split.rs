@@ -573,25 +573,10 @@ fn finalize(spec: &Spec, dir: &Path, world: usize, hash: &str, store: &ImageStor
         let pb = bar(progress, Some(rows), "write shards");
         let m = crate::shards::write_shards(&dir.join("shards"), &kept, store, cfg, hash, spec.batch_rows, &pb)?;
         pb.finish_and_clear();
-        shards = Some(ShardSummary {
-            packs: m.packs,
-            samples: m.samples,
-            tokens: m.tokens,
-            loss_tokens: m.loss_tokens,
-            fill: m.fill,
-            files: m.files.len() as u64,
-        });
+        shards = Some(ShardSummary::of(&m));
     }
-    let run = RunStats {
-        name: spec.name.clone(),
-        spec_blake3: hash.to_string(),
-        rows_in: stats.first().map(|s| s.rows_in).unwrap_or(0),
-        rows_out: stats.last().map(|s| s.rows_out).unwrap_or(0),
-        ledger_rows: stats.iter().map(|s| s.dropped.values().sum::<u64>()).sum(),
-        stages: stats,
-        wall_seconds: vec![("finalize".to_string(), (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0)],
-        shards,
-    };
+    let wall = vec![("finalize".to_string(), (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0)];
+    let run = RunStats::new(spec, hash.to_string(), stats, wall, shards);
     let json = serde_json::to_vec_pretty(&run).ctx(|| "serialising stats")?;
     atomic_write(&dir.join("stats.json"), &json, 0)?;
     tables::write(dir, &run)?;

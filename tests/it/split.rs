@@ -222,6 +222,7 @@ fn the_slurm_plan_chains_its_steps_and_its_scripts_reproduce_the_run() {
     assert_eq!(submit.matches("--dependency=afterok:$jid").count(), 8, "every step after the first waits for the one before");
     for (k, f) in scripts.iter().enumerate() {
         let text = std::fs::read_to_string(plan.join(f)).unwrap();
+        assert!(text.contains(&format!("#SBATCH --chdir={}", repo().display())), "{text}");
         let array = text.contains("#SBATCH --array=0-2");
         assert_eq!(array, !(f.contains("reduce") || f.contains("finalize")), "{f}");
         // run the script the way Slurm would: each array index with its environment
