@@ -68,7 +68,7 @@ enum Command {
         /// Split run: run only this step (ingest, NN-stage.map, NN-stage.reduce, NN-stage,
         /// finalize) for this task; without it the task runs every step, waiting for the
         /// other tasks where a step needs them.
-        #[arg(long, requires = "world_size")]
+        #[arg(long)]
         step: Option<String>,
     },
     /// Print the scheduler jobs of a split run, one per step, chained so each starts when the
@@ -95,10 +95,11 @@ enum Command {
         /// Kubernetes: container image with cotforge.
         #[arg(long, default_value = "cotforge:latest")]
         image: String,
-        /// Kubernetes: PersistentVolumeClaim holding the inputs and the run directory, and
-        /// where it is mounted (the jobs' working directory).
+        /// Kubernetes: PersistentVolumeClaim holding the inputs and the run directory.
         #[arg(long, default_value = "cotforge-data")]
         pvc: String,
+        /// Kubernetes: where the claim is mounted, the jobs' working directory (relative paths
+        /// of the spec resolve against it).
         #[arg(long, default_value = "/data")]
         mount: String,
         /// Write the scripts/manifests as files here instead of printing them.
@@ -505,6 +506,9 @@ fn dispatch(cmd: Command) -> Result<()> {
             let dir = pipeline::run_dir(&spec, &opts);
             let started = std::time::Instant::now();
             let stats = match pipeline::split::Task::resolve(rank, world_size)? {
+                None if step.is_some() => {
+                    return Err(Error::Spec("--step is a step of a split run: give --world-size (or run in a Slurm array)".into()));
+                }
                 None => pipeline::run(&spec, &opts)?,
                 Some(task) => {
                     let pool = rayon::ThreadPoolBuilder::new()

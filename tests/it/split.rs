@@ -261,6 +261,9 @@ fn a_spec_with_a_stage_that_cannot_split_is_refused_up_front() {
     assert!(stderr(&o).contains("`score`") && stderr(&o).contains("one process"), "{}", stderr(&o));
     let o = cli(&["run", spec.to_str().unwrap(), "--out", tmp.path().join("x").to_str().unwrap(), "--world-size", "2", "--rank", "0", "--step", "ingest"], &[]);
     assert_eq!(o.status.code(), Some(2));
+    let o = cli(&["run", spec.to_str().unwrap(), "--step", "ingest"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--world-size"), "{}", stderr(&o));
     let o = cli(&["run", spec.to_str().unwrap(), "--world-size", "2", "--rank", "2"], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("rank 2 is outside"), "{}", stderr(&o));
