@@ -88,7 +88,7 @@ fn clear_out(out: &Path) -> Result<()> {
 
 /// Stored image bytes of a run.
 fn stored_image(run: &Path, id: &str) -> Result<Vec<u8>> {
-    let p = run.join("images").join(&id[..2.min(id.len())]).join(id);
+    let p = crate::ingest::images::stored_path(&run.join("images"), id);
     std::fs::read(&p).ctx(|| format!("reading stored image {}", p.display()))
 }
 
@@ -213,13 +213,7 @@ fn json_line(run: &Path, out: &Path, t: &Trace, layout: ExportLayout, written: &
 
 /// Export the curated traces of `run` to `out`.
 pub fn export(run: &Path, out: &Path, layout: ExportLayout, format: ExportFormat) -> Result<ExportSummary> {
-    let stats_path = run.join("stats.json");
-    let stats: crate::pipeline::RunStats = serde_json::from_slice(
-        &std::fs::read(&stats_path).map_err(|e| {
-            Error::Input(format!("{}: {e}; is {} a finished cotforge run directory?", stats_path.display(), run.display()))
-        })?,
-    )
-    .map_err(|e| Error::Input(format!("{}: not a cotforge stats file: {e}", stats_path.display())))?;
+    let stats = crate::pipeline::RunStats::read(run)?;
     let curated = PartReader::open(&run.join("curated"))?;
     clear_out(out)?;
     std::fs::create_dir_all(out).ctx(|| format!("creating {}", out.display()))?;

@@ -47,6 +47,11 @@ pub fn measure(bytes: &[u8]) -> Option<(u32, u32)> {
         .ok()
 }
 
+/// Where the store under `root` keeps image `id` (for readers that do not open the store).
+pub fn stored_path(root: &Path, id: &str) -> PathBuf {
+    root.join(&id[..2.min(id.len())]).join(id)
+}
+
 impl ImageStore {
     /// Open (and create) the store under `root`.
     pub fn open(root: &Path) -> Result<Self> {
@@ -56,7 +61,7 @@ impl ImageStore {
 
     /// Path of an image in the store.
     pub fn path_of(&self, id: &str) -> PathBuf {
-        self.root.join(&id[..2.min(id.len())]).join(id)
+        stored_path(&self.root, id)
     }
 
     /// Read an image's bytes back.

@@ -285,14 +285,16 @@ pub fn parquet_rows(path: &Path) -> Result<usize> {
         .map_err(|e| Error::Input(format!("{}: not a readable Parquet file ({e}); is it truncated?", path.display())))
 }
 
+/// The footer of a Parquet file.
+fn parquet_footer(path: &Path) -> Result<FileMetadataRef> {
+    let f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
+    let bad = |e| Error::Input(format!("{}: not a readable Parquet file ({e}); is it truncated?", path.display()));
+    Ok(ParquetReader::new(f).get_metadata().map_err(bad)?.clone())
+}
+
 /// Rows and compressed bytes of each row group of a Parquet file.
 pub fn parquet_row_groups(path: &Path) -> Result<Vec<(usize, usize)>> {
-    let f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
-    let meta = ParquetReader::new(f)
-        .get_metadata()
-        .map_err(|e| Error::Input(format!("{}: not a readable Parquet file ({e}); is it truncated?", path.display())))?
-        .clone();
-    Ok(meta.row_groups.iter().map(|g| (g.num_rows(), g.compressed_size())).collect())
+    Ok(parquet_footer(path)?.row_groups.iter().map(|g| (g.num_rows(), g.compressed_size())).collect())
 }
 
 /// Rows `offset..offset+len` of a Parquet file, optionally only some columns.
@@ -315,12 +317,8 @@ impl PartReader {
     pub fn open_dirs(dirs: &[PathBuf]) -> Result<Self> {
         let mut files = Vec::new();
         for p in dirs.iter().map(|d| parquet_files(d)).collect::<Result<Vec<_>>>()?.into_iter().flatten() {
-            let f = File::open(&p).ctx(|| format!("opening {}", p.display()))?;
-            let mut r = ParquetReader::new(f);
-            let bad = |e| Error::Input(format!("{}: not a readable Parquet file ({e}); is it truncated?", p.display()));
-            let meta = r.get_metadata().map_err(bad)?.clone();
-            let n = meta.num_rows;
-            files.push((p, n, meta));
+            let meta = parquet_footer(&p)?;
+            files.push((p, meta.num_rows, meta));
         }
         Ok(Self { files })
     }

@@ -118,6 +118,15 @@ impl ShardSummary {
 }
 
 impl RunStats {
+    /// `DIR/stats.json` of a finished run; the error says when DIR is not one.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let p = dir.join("stats.json");
+        let bytes = std::fs::read(&p).map_err(|e| {
+            Error::Input(format!("{}: {e}; is {} a finished cotforge run directory?", p.display(), dir.display()))
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Input(format!("{}: not a cotforge stats file: {e}", p.display())))
+    }
+
     /// The statistics of a run from its stages' (ingest first): totals are derived.
     fn new(
         spec: &Spec,
@@ -141,7 +150,7 @@ impl RunStats {
 
 /// The fault-injection hook used by the resume tests: `COTFORGE_FAULT_EXIT=stage:N` makes the
 /// process exit abruptly after writing N batches of that stage, as a crash would.
-pub(crate) fn fault_point(stage: &str, batches: usize) {
+fn fault_point(stage: &str, batches: usize) {
     if let Ok(v) = std::env::var("COTFORGE_FAULT_EXIT") {
         if let Some((s, n)) = v.rsplit_once(':') {
             if s == stage && n.parse::<usize>().ok() == Some(batches) {
@@ -154,7 +163,7 @@ pub(crate) fn fault_point(stage: &str, batches: usize) {
 
 /// The spec's stages (by index) in segments: runs of stages where only the first may need an
 /// index pass.
-pub(crate) fn segments(spec: &Spec) -> Vec<Vec<usize>> {
+fn segments(spec: &Spec) -> Vec<Vec<usize>> {
     let mut segments: Vec<Vec<usize>> = Vec::new();
     for (i, st) in spec.stages.iter().enumerate() {
         match segments.last_mut() {
@@ -165,11 +174,11 @@ pub(crate) fn segments(spec: &Spec) -> Vec<Vec<usize>> {
     segments
 }
 
-pub(crate) fn stage_dir_name(index: usize, name: &str) -> String {
+fn stage_dir_name(index: usize, name: &str) -> String {
     format!("{index:02}-{name}")
 }
 
-pub(crate) fn bar(progress: bool, total: Option<u64>, label: &str) -> ProgressBar {
+fn bar(progress: bool, total: Option<u64>, label: &str) -> ProgressBar {
     if !progress {
         return ProgressBar::hidden();
     }
@@ -252,18 +261,18 @@ fn marker(work: &Path) -> PathBuf {
     work.join("_DONE.json")
 }
 
-pub(crate) fn read_marker(work: &Path) -> Option<StageStats> {
+fn read_marker(work: &Path) -> Option<StageStats> {
     let bytes = std::fs::read(marker(work)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
-pub(crate) fn write_marker(work: &Path, stats: &StageStats) -> Result<()> {
+fn write_marker(work: &Path, stats: &StageStats) -> Result<()> {
     let json = serde_json::to_vec_pretty(stats).ctx(|| "serialising stage stats")?;
     atomic_write(&marker(work), &json, 0)
 }
 
 /// Writers for one stage: kept rows and ledger rows.
-pub(crate) struct StageOutput {
+struct StageOutput {
     /// Kept rows are written by the last stage of a segment only.
     kept: Option<PipedWriter>,
     ledger: PipedWriter,
@@ -352,12 +361,12 @@ impl StageOutput {
 }
 
 /// Outcome of ingesting one raw row.
-pub(crate) enum Ingested {
+enum Ingested {
     Trace(ingest::RawTrace, Vec<schema::ImageRef>, [u8; 16], String),
     Rejected(LedgerEntry),
 }
 
-pub(crate) fn ingest_row(row: RawRow, input: &crate::spec::Input, root: &Path, store: &ImageStore) -> Result<Ingested> {
+fn ingest_row(row: RawRow, input: &crate::spec::Input, root: &Path, store: &ImageStore) -> Result<Ingested> {
     let rejected = |reason: &str, detail: String| {
         Ingested::Rejected(LedgerEntry {
             id: None,
@@ -424,7 +433,7 @@ fn run_ingest(spec: &Spec, dir: &Path, store: &ImageStore, progress: bool) -> Re
 
 /// The traces and the ledger rows of an ingested batch; `id_of` names each trace from its
 /// content id, in order.
-pub(crate) fn split_ingested(
+fn split_ingested(
     done: Vec<Ingested>,
     source: &str,
     mut id_of: impl FnMut([u8; 16]) -> Result<String>,
@@ -454,7 +463,7 @@ pub(crate) fn split_ingested(
 }
 
 /// Judge one batch with one stage; returns the kept rows and writes the ledger rows.
-pub(crate) fn judge_batch(
+fn judge_batch(
     stage: &dyn Stage,
     out: &mut StageOutput,
     pos: u64,
@@ -567,7 +576,7 @@ fn run_segment(
 }
 
 /// Write the curated output: the last stage's rows with their image bytes.
-pub(crate) fn write_curated(spec: &Spec, dir: &Path, last: &[PathBuf], store: &ImageStore, progress: bool) -> Result<u64> {
+fn write_curated(spec: &Spec, dir: &Path, last: &[PathBuf], store: &ImageStore, progress: bool) -> Result<u64> {
     let curated = dir.join("curated");
     if curated.exists() {
         std::fs::remove_dir_all(&curated).ctx(|| format!("removing {}", curated.display()))?;

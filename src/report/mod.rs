@@ -60,14 +60,6 @@ pub fn write(dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
     Ok(dest)
 }
 
-fn read_stats(dir: &Path) -> Result<RunStats> {
-    let p = dir.join("stats.json");
-    let bytes = std::fs::read(&p).map_err(|e| {
-        Error::Input(format!("{}: {e}; is {} a finished cotforge run directory?", p.display(), dir.display()))
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Input(format!("{}: not a cotforge stats file: {e}", p.display())))
-}
-
 /// Stage index of a ledger file from its name (`NN-stage-00000.parquet`).
 fn ledger_stage_index(p: &Path) -> Option<usize> {
     p.file_name()?.to_str()?.split('-').next()?.parse().ok()
@@ -166,7 +158,7 @@ fn thumbnail(dir: &Path, id: &str, px: u32) -> std::result::Result<String, Strin
     if id.is_empty() {
         return Err("missing at ingest".into());
     }
-    let p = dir.join("images").join(&id[..2.min(id.len())]).join(id);
+    let p = crate::ingest::images::stored_path(&dir.join("images"), id);
     let bytes = std::fs::read(&p).map_err(|e| format!("not in the image store: {e}"))?;
     let img = crate::imagehash::decode(&bytes).map_err(|e| format!("does not decode: {e}"))?;
     let small = img.thumbnail(px, px);
@@ -237,7 +229,7 @@ p.more{color:#6b7385;font-size:12px;margin:0}";
 
 /// The report of a finished run directory as HTML.
 pub fn render(dir: &Path, opts: &ReportOptions) -> Result<String> {
-    let stats = read_stats(dir)?;
+    let stats = RunStats::read(dir)?;
     let spec_text = std::fs::read_to_string(dir.join("spec.yaml")).ok();
     let mut samples = ledger_samples(dir, &stats, opts.samples_per_reason)?;
     attach_traces(dir, &mut samples)?;
