@@ -20,7 +20,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Context, Error, Result};
-use crate::pipeline::io::{PartWriter, PartReader, atomic_write, tmp_name};
+use crate::io::{PartReader, PartWriter, atomic_write, tmp_name};
 use crate::schema::{self, Trace};
 
 /// Public layouts an export writes.
@@ -88,7 +88,7 @@ fn clear_out(out: &Path) -> Result<()> {
 
 /// Stored image bytes of a run.
 fn stored_image(run: &Path, id: &str) -> Result<Vec<u8>> {
-    let p = crate::ingest::images::stored_path(&run.join("images"), id);
+    let p = crate::store::stored_path(&run.join("images"), id);
     std::fs::read(&p).ctx(|| format!("reading stored image {}", p.display()))
 }
 
@@ -149,7 +149,12 @@ fn paths_col(paths: &[Vec<String>]) -> Result<Column> {
         .iter()
         .map(|p| Some(StringChunked::from_iter(p.iter().map(|s| Some(s.as_str()))).into_series()))
         .collect();
-    Ok(list.with_name("images".into()).into_series().cast(&DataType::List(Box::new(DataType::String))).ctx(|| "building images")?.into())
+    Ok(list
+        .with_name("images".into())
+        .into_series()
+        .cast(&DataType::List(Box::new(DataType::String)))
+        .ctx(|| "building images")?
+        .into())
 }
 
 /// One batch of traces as an export DataFrame (Parquet).
@@ -218,8 +223,18 @@ pub fn export(run: &Path, out: &Path, layout: ExportLayout, format: ExportFormat
     clear_out(out)?;
     std::fs::create_dir_all(out).ctx(|| format!("creating {}", out.display()))?;
     let cols = [
-        "id", "source", "origin", "system", "prompt", "response", "reference", "image_ids", "image_paths",
-        "image_widths", "image_heights", "pass_rate",
+        "id",
+        "source",
+        "origin",
+        "system",
+        "prompt",
+        "response",
+        "reference",
+        "image_ids",
+        "image_paths",
+        "image_widths",
+        "image_heights",
+        "pass_rate",
     ];
     let mut written = 0u64;
     let mut rows = 0u64;

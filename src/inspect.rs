@@ -8,7 +8,7 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::error::{Context, Error, Result};
-use crate::pipeline::io::{parquet_files, parquet_rows, read_parquet_slice};
+use crate::io::{parquet_files, parquet_rows, read_parquet_slice};
 
 fn describe(out: &mut String, title: &str, rows: Option<usize>, df: &DataFrame) {
     let _ = writeln!(out, "{title}");

@@ -3,9 +3,9 @@
 //! A record that cannot be mapped is rejected with a machine-readable reason and a detail that
 //! names the source column; the executor writes it to the ledger under the `ingest` stage.
 
-use super::images::ImageSource;
+use super::ImageSource;
 use super::value::Val;
-use crate::spec::{Input, Layout};
+use super::{Input, Layout};
 
 /// Canonical fields of a record, before its images are stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,19 +49,14 @@ fn text_of(v: &Val, what: &str, numbers_ok: bool) -> R<Option<String>> {
         Val::Int(i) if numbers_ok => Ok(Some(i.to_string())),
         Val::Float(f) if numbers_ok => Ok(Some(f.to_string())),
         Val::Bool(b) if numbers_ok => Ok(Some(b.to_string())),
-        other => Err(Reject::new(
-            "bad_field_type",
-            format!("{what} is {}; expected a string", other.kind()),
-        )),
+        other => Err(Reject::new("bad_field_type", format!("{what} is {}; expected a string", other.kind()))),
     }
 }
 
 /// A mapped column of the record; absent keys are rejected (a typo in the mapping would
 /// otherwise turn every row into an empty one).
 fn column<'a>(rec: &'a Val, col: &str, field: &str) -> R<&'a Val> {
-    rec.get(col).ok_or_else(|| {
-        Reject::new("missing_field", format!("column `{col}` (mapped to {field}) is absent"))
-    })
+    rec.get(col).ok_or_else(|| Reject::new("missing_field", format!("column `{col}` (mapped to {field}) is absent")))
 }
 
 fn mapped_text(rec: &Val, col: Option<&String>, field: &str, numbers_ok: bool) -> R<Option<String>> {
@@ -79,7 +74,12 @@ fn pass_rate_of(rec: &Val, col: Option<&String>) -> R<Option<f64>> {
         Val::Null => return Ok(None),
         Val::Float(f) => *f,
         Val::Int(i) => *i as f64,
-        other => return Err(Reject::new("bad_field_type", format!("{what} is {}; expected a number in [0, 1]", other.kind()))),
+        other => {
+            return Err(Reject::new(
+                "bad_field_type",
+                format!("{what} is {}; expected a number in [0, 1]", other.kind()),
+            ));
+        }
     };
     if !(0.0..=1.0).contains(&p) {
         return Err(Reject::new("bad_pass_rate", format!("{what} is {p}; a pass rate is in [0, 1]")));
@@ -102,9 +102,7 @@ fn one_image(v: &Val, what: &str) -> R<Option<ImageSource>> {
                 _ => None,
             };
             match (v.get("bytes"), path) {
-                (Some(Val::Bytes(b)), path) if !b.is_empty() => {
-                    Ok(Some(ImageSource::Bytes { bytes: b.clone(), path }))
-                }
+                (Some(Val::Bytes(b)), path) if !b.is_empty() => Ok(Some(ImageSource::Bytes { bytes: b.clone(), path })),
                 (None | Some(Val::Null), Some(p)) => Ok(Some(ImageSource::Path(p))),
                 (Some(Val::Bytes(_)), Some(p)) => Ok(Some(ImageSource::Path(p))),
                 _ => Err(bad(v)),
@@ -160,7 +158,10 @@ fn content_text(v: &Val, what: &str) -> R<String> {
                     }
                     Some(Val::Str(t)) if t == "image" || t == "image_url" => s.push_str("<image>"),
                     _ => {
-                        return Err(Reject::new("bad_field_type", format!("{what}: a content part has no known `type`")));
+                        return Err(Reject::new(
+                            "bad_field_type",
+                            format!("{what}: a content part has no known `type`"),
+                        ));
                     }
                 }
             }
@@ -188,7 +189,12 @@ fn turns(rec: &Val, col: &str, role_key: &str, text_key: &str) -> R<(Option<Stri
         let role = role_of(role_name)
             .ok_or_else(|| Reject::new("unknown_role", format!("{what}[{k}]: unknown {role_key} `{role_name}`")))?;
         let text = content_text(t.get(text_key).unwrap_or(&Val::Null), &format!("{what}[{k}].{text_key}"))?;
-        let multi = || Reject::new("multi_turn", format!("{what} has more than one user/assistant exchange; traces are single-turn"));
+        let multi = || {
+            Reject::new(
+                "multi_turn",
+                format!("{what} has more than one user/assistant exchange; traces are single-turn"),
+            )
+        };
         match role {
             Role::System if prompt.is_none() && system.is_none() => system = Some(text),
             Role::User if prompt.is_none() => prompt = Some(text),

@@ -1,14 +1,16 @@
 //! Ingest: read raw Parquet / JSONL / JSON files in batches and map each record onto the
-//! canonical trace by configuration (see [`layout`]).
+//! canonical trace by configuration: what an input is ([`input`]), record layouts ([`layout`]),
+//! values of any file format ([`value`]), and a raw row to a trace with its images stored
+//! ([`trace`]).
 //!
 //! [`preflight`] checks every input file before the run starts (readable, mapped columns
 //! present with usable types) so that a wrong mapping fails fast with the file and column named.
 //! Records that are individually broken (invalid UTF-8, invalid JSON, a field of the wrong type)
 //! do not stop the run; they become [`RawRow`]s carrying a [`Reject`] and end in the ledger.
 
-pub mod fingerprints;
-pub mod images;
+pub mod input;
 pub mod layout;
+pub mod trace;
 pub mod value;
 
 use std::fs::File;
@@ -17,13 +19,13 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-pub use images::{ImageSource, ImageStore};
+pub use crate::store::{ImageSource, ImageStore};
 pub use layout::{RawTrace, Reject, map_record};
 use value::Val;
 
 use crate::error::{Context, Error, Result};
-use crate::pipeline::io::{parquet_rows, read_parquet_slice};
-use crate::spec::{Format, Input};
+use crate::io::{parquet_rows, read_parquet_slice};
+pub use input::{ColumnMap, Format, Input, Layout};
 
 /// One raw record: where it came from, and its mapped columns or why it could not be read.
 #[derive(Debug, Clone)]
@@ -167,7 +169,12 @@ fn jsonl_row(file: &Path, lineno: usize, line: &[u8]) -> RawRow {
 }
 
 /// Read every record of one input file in batches of at most `batch_rows`, in file order.
-pub fn read_batches(input: &Input, file: &Path, batch_rows: usize, f: impl FnMut(Vec<RawRow>) -> Result<()>) -> Result<()> {
+pub fn read_batches(
+    input: &Input,
+    file: &Path,
+    batch_rows: usize,
+    f: impl FnMut(Vec<RawRow>) -> Result<()>,
+) -> Result<()> {
     read_batches_in(input, file, None, batch_rows, f)
 }
 
@@ -198,11 +205,8 @@ pub fn read_batches_in(
             while off < n {
                 let len = batch_rows.min(n - off);
                 let df = read_parquet_slice(file, Some(cols.clone()), off, len)?;
-                let columns: Vec<(String, Vec<Val>)> = df
-                    .columns()
-                    .iter()
-                    .map(|c| (c.name().to_string(), value::column_values(c)))
-                    .collect();
+                let columns: Vec<(String, Vec<Val>)> =
+                    df.columns().iter().map(|c| (c.name().to_string(), value::column_values(c))).collect();
                 let mut rows = Vec::with_capacity(len);
                 for i in 0..df.height() {
                     let rec = Val::Map(columns.iter().map(|(k, v)| (k.clone(), v[i].clone())).collect());

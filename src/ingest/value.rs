@@ -80,23 +80,11 @@ pub fn from_any(v: AnyValue<'_>) -> Val {
         AnyValue::Struct(idx, arr, fields) => {
             let av = AnyValue::Struct(idx, arr, fields);
             let vals: Vec<AnyValue> = av._iter_struct_av().collect();
-            Val::Map(
-                fields
-                    .iter()
-                    .zip(vals)
-                    .map(|(f, v)| (f.name().to_string(), from_any(v)))
-                    .collect(),
-            )
+            Val::Map(fields.iter().zip(vals).map(|(f, v)| (f.name().to_string(), from_any(v))).collect())
         }
         AnyValue::StructOwned(b) => {
             let (vals, fields) = *b;
-            Val::Map(
-                fields
-                    .iter()
-                    .zip(vals)
-                    .map(|(f, v)| (f.name().to_string(), from_any(v)))
-                    .collect(),
-            )
+            Val::Map(fields.iter().zip(vals).map(|(f, v)| (f.name().to_string(), from_any(v))).collect())
         }
         other => Val::Str(other.to_string()),
     }

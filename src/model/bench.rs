@@ -29,12 +29,21 @@ pub fn bench_model(name: &str, tokens: usize, new_tokens: usize, dtype: DType) -
     for _ in 0..4 {
         let t = Instant::now();
         let logits = m.logits(&ids, &[seg; 4])?;
-        logits.sum_all().and_then(|s| s.to_scalar::<f32>().or_else(|_| s.to_dtype(DType::F32)?.to_scalar::<f32>())).map_err(err)?;
+        logits
+            .sum_all()
+            .and_then(|s| s.to_scalar::<f32>().or_else(|_| s.to_dtype(DType::F32)?.to_scalar::<f32>()))
+            .map_err(err)?;
         best = best.min(t.elapsed().as_secs_f64());
     }
     let prompt = Prompt { ids: ids[..64.min(ids.len())].to_vec(), ..Default::default() };
     let decode = |batch: usize| -> Result<(usize, f64)> {
-        let opts = GenerateOptions { max_new_tokens: new_tokens, temperature: 1.0, samples: batch, seed: 5, ..Default::default() };
+        let opts = GenerateOptions {
+            max_new_tokens: new_tokens,
+            temperature: 1.0,
+            samples: batch,
+            seed: 5,
+            ..Default::default()
+        };
         let t = Instant::now();
         let out = m.generate(std::slice::from_ref(&prompt), &opts)?;
         Ok((out.iter().map(Vec::len).sum(), t.elapsed().as_secs_f64()))

@@ -78,15 +78,17 @@ pub fn write_random(out: &Path, config: &Value, tokenizer: Option<&Path>, seed: 
     let cfg = ModelConfig::from_json(config).map_err(Error::Input)?;
     let model = CausalLm::random(cfg, DType::F32, &Device::Cpu, seed)?;
     std::fs::create_dir_all(out).ctx(|| format!("creating {}", out.display()))?;
-    let tensors: HashMap<String, candle_core::Tensor> = model.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+    let tensors: HashMap<String, candle_core::Tensor> =
+        model.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
     let dest = out.join("model.safetensors");
     let tmp = out.join(".model.safetensors.tmp");
-    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::Run(format!("writing {}: {e}", tmp.display())))?;
+    candle_core::safetensors::save(&tensors, &tmp)
+        .map_err(|e| Error::Run(format!("writing {}: {e}", tmp.display())))?;
     std::fs::rename(&tmp, &dest).ctx(|| format!("renaming {}", dest.display()))?;
     let text = serde_json::to_string_pretty(config).map_err(|e| Error::Run(e.to_string()))?;
-    crate::pipeline::io::atomic_write(&out.join("config.json"), text.as_bytes(), 0)?;
+    crate::io::atomic_write(&out.join("config.json"), text.as_bytes(), 0)?;
     if let Some(tok) = tokenizer {
-        for f in crate::train::checkpoint::SIDE_FILES.iter().filter(|f| **f != "config.json") {
+        for f in super::SIDE_FILES.iter().filter(|f| **f != "config.json") {
             let src = tok.join(f);
             if src.is_file() {
                 std::fs::copy(&src, out.join(f)).ctx(|| format!("copying {}", src.display()))?;

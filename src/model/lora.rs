@@ -7,7 +7,7 @@
 use candle_core::{DType, Tensor};
 
 use super::ops::linear;
-use crate::synth::rng::Rng;
+use crate::rng::Rng;
 
 /// The decoder projections an adapter can target, by their Hugging Face module names.
 pub const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
@@ -81,7 +81,14 @@ fn dropout_mask(seed: u64, key: u64, p: f64, x: &Tensor) -> candle_core::Result<
 
 /// A fresh adapter's A (rank, in): uniform in +-1/sqrt(in), as PEFT's default (Kaiming
 /// uniform with a = sqrt(5)), from the project's RNG.
-pub fn init_a(rank: usize, inputs: usize, seed: u64, key: u64, dtype: DType, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+pub fn init_a(
+    rank: usize,
+    inputs: usize,
+    seed: u64,
+    key: u64,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> candle_core::Result<Tensor> {
     let mut rng = Rng::for_item(seed, 0x6c6f_7241, key);
     let bound = 1.0 / (inputs as f64).sqrt();
     let v: Vec<f32> = (0..rank * inputs).map(|_| ((2.0 * rng.f64() - 1.0) * bound) as f32).collect();

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod init;
+pub mod logits;
 pub mod lora;
 pub mod bench;
 pub mod ops;
@@ -21,6 +22,22 @@ pub use text::{KvCache, Positions, TextModel, text_positions};
 pub use weights::Weights;
 
 use crate::error::{Error, Result};
+
+/// Files copied from the model (and tokenizer) directory when present.
+pub const SIDE_FILES: &[&str] = &[
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.json",
+    "chat_template.jinja",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+];
 
 /// The device named `cpu`, `cuda` or `cuda:N` (CUDA needs the `cuda` cargo feature).
 pub fn device(name: &str) -> Result<Device> {
@@ -44,7 +61,9 @@ fn cuda_device(ordinal: usize) -> Result<Device> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_device(ordinal: usize) -> Result<Device> {
-    Err(Error::Spec(format!("cuda:{ordinal}: this cotforge was built without the `cuda` feature (cargo build --release --features cuda)")))
+    Err(Error::Spec(format!(
+        "cuda:{ordinal}: this cotforge was built without the `cuda` feature (cargo build --release --features cuda)"
+    )))
 }
 
 /// A causal language model loaded from a Hugging Face model directory.
@@ -81,7 +100,12 @@ impl CausalLm {
     /// A copy that records no gradients (weights shared, so optimizer updates show): for
     /// inference, where a graph would only hold memory.
     pub fn detached(&self) -> Self {
-        Self { config: self.config.clone(), text: self.text.detached(), vision: self.vision.as_ref().map(|v| v.detached()), vars: self.vars.clone() }
+        Self {
+            config: self.config.clone(),
+            text: self.text.detached(),
+            vision: self.vision.as_ref().map(|v| v.detached()),
+            vars: self.vars.clone(),
+        }
     }
 
     /// Logits (L, vocab) of one text row made of `segments` (lengths summing to its length).
@@ -93,7 +117,13 @@ impl CausalLm {
     /// Logits (L, vocab) of a packed row with images: each image's `<|image_pad|>` run is
     /// replaced by its vision features; M-RoPE positions are computed per segment.
     /// `pixel_values` holds the patches of all images in order, `grids` their (t, h, w).
-    pub fn logits_multimodal(&self, ids: &[u32], pixel_values: Option<&Tensor>, grids: &[[u32; 3]], segments: &[usize]) -> Result<Tensor> {
+    pub fn logits_multimodal(
+        &self,
+        ids: &[u32],
+        pixel_values: Option<&Tensor>,
+        grids: &[[u32; 3]],
+        segments: &[usize],
+    ) -> Result<Tensor> {
         let x = self.embed_multimodal(ids, pixel_values, grids)?;
         self.text.forward(&x, &self.positions(ids, grids, segments)?, segments)
     }
@@ -120,9 +150,18 @@ impl CausalLm {
         }
         let mut rows = Vec::new();
         for (k, (bytes, g)) in images.iter().zip(grids).enumerate() {
-            let img = image::load_from_memory(bytes).map_err(|e| Error::Input(format!("{what}: image {k}: {e}")))?.to_rgb8();
+            let img =
+                image::load_from_memory(bytes).map_err(|e| Error::Input(format!("{what}: image {k}: {e}")))?.to_rgb8();
             let (w, h) = img.dimensions();
-            rows.extend(preprocess::pixel_values_at(img.as_raw(), w as usize, h as usize, *g, v.patch_size, v.spatial_merge_size, v.temporal_patch_size));
+            rows.extend(preprocess::pixel_values_at(
+                img.as_raw(),
+                w as usize,
+                h as usize,
+                *g,
+                v.patch_size,
+                v.spatial_merge_size,
+                v.temporal_patch_size,
+            ));
         }
         let cols = 3 * v.temporal_patch_size * v.patch_size * v.patch_size;
         let n = rows.len() / cols;
@@ -156,7 +195,10 @@ impl CausalLm {
                     })
                     .collect();
                 if k as usize != feats.dim(0).map_err(err)? {
-                    return Err(Error::Input(format!("{k} image tokens in the row, {} image features", feats.dim(0).map_err(err)?)));
+                    return Err(Error::Input(format!(
+                        "{k} image tokens in the row, {} image features",
+                        feats.dim(0).map_err(err)?
+                    )));
                 }
                 let table = Tensor::cat(&[&embeds, &feats], 0).map_err(err)?;
                 let idx = Tensor::from_vec(idx, l, embeds.device()).map_err(err)?;
@@ -184,7 +226,8 @@ impl CausalLm {
         if total == 0 || opts.max_new_tokens == 0 {
             return Ok(outs);
         }
-        let mut rngs: Vec<_> = (0..total).map(|k| crate::synth::rng::Rng::for_item(opts.seed, 0x6765_6e65, k as u64)).collect();
+        let mut rngs: Vec<_> =
+            (0..total).map(|k| crate::rng::Rng::for_item(opts.seed, 0x6765_6e65, k as u64)).collect();
         let mut caches = Vec::with_capacity(prompts.len());
         let mut first = Vec::with_capacity(prompts.len());
         let mut next = Vec::with_capacity(total);
@@ -197,7 +240,13 @@ impl CausalLm {
             let after = pos.iter().flat_map(|a| a.iter()).copied().max().unwrap_or(0) + 1;
             next.extend(std::iter::repeat_n(after, n));
             let mut cache = KvCache::default();
-            first.push(self.text.forward_cached(&x, &pos, &mut cache)?.to_dtype(DType::F32).and_then(|t| t.to_vec1::<f32>()).map_err(err)?);
+            first.push(
+                self.text
+                    .forward_cached(&x, &pos, &mut cache)?
+                    .to_dtype(DType::F32)
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(err)?,
+            );
             caches.push(cache);
         }
         let rows: Vec<u32> = (0..total).map(|k| (k / n) as u32).collect();
@@ -207,12 +256,13 @@ impl CausalLm {
         let mut active: Vec<usize> = (0..total).collect();
         // the vision markers are never generated: an image pad token without an image would
         // leave the sequence with more image tokens than features when it is trained on
-        let banned: Vec<usize> = [self.config.image_token_id, self.config.vision_start_token_id, self.config.vision_end_token_id]
-            .into_iter()
-            .flatten()
-            .map(|t| t as usize)
-            .filter(|&t| t < first.first().map_or(0, Vec::len))
-            .collect();
+        let banned: Vec<usize> =
+            [self.config.image_token_id, self.config.vision_start_token_id, self.config.vision_end_token_id]
+                .into_iter()
+                .flatten()
+                .map(|t| t as usize)
+                .filter(|&t| t < first.first().map_or(0, Vec::len))
+                .collect();
         loop {
             let mut keep = Vec::with_capacity(active.len());
             let mut toks = Vec::with_capacity(active.len());
@@ -236,7 +286,12 @@ impl CausalLm {
             }
             let p: Vec<u32> = active.iter().map(|&k| next[k]).collect();
             let x = self.text.embed(&toks)?;
-            logits = self.text.forward_step(&x, &[p.clone(), p.clone(), p], &mut batch)?.to_dtype(DType::F32).and_then(|t| t.to_vec2::<f32>()).map_err(err)?;
+            logits = self
+                .text
+                .forward_step(&x, &[p.clone(), p.clone(), p], &mut batch)?
+                .to_dtype(DType::F32)
+                .and_then(|t| t.to_vec2::<f32>())
+                .map_err(err)?;
             for &k in &active {
                 next[k] += 1;
             }
@@ -289,13 +344,14 @@ impl Default for GenerateOptions {
 
 /// Pick the next token from logits: the first maximum when greedy, else a draw from the
 /// softmax of logits / temperature restricted to the smallest set of tokens holding `top_p`.
-pub fn sample(logits: &[f32], temperature: f64, top_p: f64, rng: &mut crate::synth::rng::Rng) -> u32 {
+pub fn sample(logits: &[f32], temperature: f64, top_p: f64, rng: &mut crate::rng::Rng) -> u32 {
     let argmax = || logits.iter().enumerate().fold(0usize, |b, (i, &v)| if v > logits[b] { i } else { b }) as u32;
     if temperature <= 0.0 {
         return argmax();
     }
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let mut probs: Vec<(u32, f64)> = logits.iter().enumerate().map(|(i, &v)| (i as u32, ((v as f64 - max) / temperature).exp())).collect();
+    let mut probs: Vec<(u32, f64)> =
+        logits.iter().enumerate().map(|(i, &v)| (i as u32, ((v as f64 - max) / temperature).exp())).collect();
     let total: f64 = probs.iter().map(|p| p.1).sum();
     if top_p >= 1.0 {
         // the whole distribution: no need to order it
@@ -332,8 +388,15 @@ pub fn sample(logits: &[f32], temperature: f64, top_p: f64, rng: &mut crate::syn
 /// M-RoPE positions of a packed row, restarting at each segment: text tokens advance all three
 /// axes together; an image's pad tokens take (start + t, start + row, start + column) over its
 /// merged grid, and the text after it continues at start + max(rows, columns).
-pub fn mrope_positions(ids: &[u32], grids: &[[u32; 3]], image_token: Option<u32>, merge: u32, segments: &[usize]) -> Result<Positions> {
-    let mut pos: Positions = [Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len())];
+pub fn mrope_positions(
+    ids: &[u32],
+    grids: &[[u32; 3]],
+    image_token: Option<u32>,
+    merge: u32,
+    segments: &[usize],
+) -> Result<Positions> {
+    let mut pos: Positions =
+        [Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len())];
     let mut grid = grids.iter();
     let mut start = 0;
     for &n in segments {

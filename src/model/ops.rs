@@ -117,7 +117,11 @@ impl candle_core::CustomOp1 for CausalSoftmax {
         "causal-softmax"
     }
 
-    fn cpu_fwd(&self, s: &candle_core::CpuStorage, l: &candle_core::Layout) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use rayon::prelude::*;
         let x = f32_slice(s, l)?;
         let (n, t, scale, offset) = (self.n, self.t, self.scale, self.offset);
@@ -137,7 +141,9 @@ impl candle_core::CustomOp1 for CausalSoftmax {
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let g = res.contiguous()?.apply_op2_no_bwd(&grad_res.contiguous()?, &SoftmaxGrad { scale: self.scale, t: self.t })?;
+        let g = res
+            .contiguous()?
+            .apply_op2_no_bwd(&grad_res.contiguous()?, &SoftmaxGrad { scale: self.scale, t: self.t })?;
         Ok(Some(g))
     }
 }

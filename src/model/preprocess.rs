@@ -6,8 +6,10 @@
 
 use crate::text::tokens::smart_resize;
 
-/// OpenAI CLIP mean and std, as the Qwen2-VL processor normalises.
+/// OpenAI CLIP mean and std, as the Qwen2-VL processor normalises (its digits, as published).
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -102,6 +104,7 @@ pub fn resize_bicubic(rgb: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> V
 
 /// The processor's output for one RGB image: `pixel_values` rows (patches, 3 * T * P * P) and
 /// the grid (1, h / P, w / P).
+#[allow(clippy::too_many_arguments)]
 pub fn pixel_values(
     rgb: &[u8],
     width: usize,
@@ -119,7 +122,15 @@ pub fn pixel_values(
 
 /// `pixel_values` for an image resized to a known grid (1, gh, gw) of patches (the grid the
 /// tokenize stage recorded in the shards).
-pub fn pixel_values_at(rgb: &[u8], width: usize, height: usize, grid: [u32; 3], patch: usize, merge: usize, temporal: usize) -> Vec<f32> {
+pub fn pixel_values_at(
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+    grid: [u32; 3],
+    patch: usize,
+    merge: usize,
+    temporal: usize,
+) -> Vec<f32> {
     let (gh, gw) = (grid[1] as usize, grid[2] as usize);
     let (nh, nw) = (gh * patch, gw * patch);
     let img = resize_bicubic(rgb, width, height, nw, nh);

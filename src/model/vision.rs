@@ -76,7 +76,14 @@ impl VisionModel {
                 },
             })
             .collect();
-        Self { patch: d(&self.patch), blocks, ln_q: norm(&self.ln_q), mlp0: pair(&self.mlp0), mlp2: pair(&self.mlp2), ..self.clone() }
+        Self {
+            patch: d(&self.patch),
+            blocks,
+            ln_q: norm(&self.ln_q),
+            mlp0: pair(&self.mlp0),
+            mlp2: pair(&self.mlp2),
+            ..self.clone()
+        }
     }
 
     /// Take the weights under `prefix` (`visual`).
@@ -104,7 +111,13 @@ impl VisionModel {
                     down: lin(w, format!("{p}.mlp.down_proj"), e, cfg.intermediate_size)?,
                 },
             };
-            blocks.push(Block { norm1: norm(cfg, w, &format!("{p}.norm1"), e)?, norm2: norm(cfg, w, &format!("{p}.norm2"), e)?, qkv, proj, mlp });
+            blocks.push(Block {
+                norm1: norm(cfg, w, &format!("{p}.norm1"), e)?,
+                norm2: norm(cfg, w, &format!("{p}.norm2"), e)?,
+                qkv,
+                proj,
+                mlp,
+            });
         }
         let m2 = cfg.spatial_merge_size * cfg.spatial_merge_size;
         let ln_q = norm(cfg, w, &format!("{prefix}.merger.ln_q"), e)?;
@@ -113,7 +126,18 @@ impl VisionModel {
         let head_dim = e / cfg.num_heads;
         let dim = head_dim / 2;
         let inv_freq = (0..dim / 2).map(|j| 1.0 / 10000f64.powf(2.0 * j as f64 / dim as f64)).collect();
-        Ok(Self { cfg: cfg.clone(), freeze: Freeze::default(), patch, blocks, ln_q, mlp0, mlp2, inv_freq, device: w.device.clone(), dtype: w.dtype })
+        Ok(Self {
+            cfg: cfg.clone(),
+            freeze: Freeze::default(),
+            patch,
+            blocks,
+            ln_q,
+            mlp0,
+            mlp2,
+            inv_freq,
+            device: w.device.clone(),
+            dtype: w.dtype,
+        })
     }
 
     /// Features of the images (one row per merged 2x2 patch group, in image order) from the
@@ -123,12 +147,16 @@ impl VisionModel {
         let m2 = m * m;
         let n: usize = grids.iter().map(|g| (g[0] * g[1] * g[2]) as usize).sum();
         if pixel_values.dim(0).map_err(ce)? != n {
-            return Err(Error::Run(format!("vision: {} patch rows for grids totalling {n}", pixel_values.dim(0).map_err(ce)?)));
+            return Err(Error::Run(format!(
+                "vision: {} patch rows for grids totalling {n}",
+                pixel_values.dim(0).map_err(ce)?
+            )));
         }
         let x = linear(&pixel_values.to_dtype(self.dtype).map_err(ce)?, &self.patch, None).map_err(ce)?;
         let (cos, sin) = self.rope_tables(grids)?;
         // full attention per frame; Qwen2.5-VL windows of merged groups, in window order
-        let frames: Vec<usize> = grids.iter().flat_map(|g| std::iter::repeat_n((g[1] * g[2]) as usize, g[0] as usize)).collect();
+        let frames: Vec<usize> =
+            grids.iter().flat_map(|g| std::iter::repeat_n((g[1] * g[2]) as usize, g[0] as usize)).collect();
         let (order, windows) = match self.cfg.kind {
             VisionKind::Qwen2Vl => ((0..n / m2).collect::<Vec<_>>(), frames.clone()),
             VisionKind::Qwen25Vl => self.window_index(grids),
@@ -170,7 +198,14 @@ impl VisionModel {
         }
     }
 
-    fn block(&self, b: &Block, x: &Tensor, cos: &Tensor, sin: &Tensor, chunks: &[usize]) -> candle_core::Result<Tensor> {
+    fn block(
+        &self,
+        b: &Block,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        chunks: &[usize],
+    ) -> candle_core::Result<Tensor> {
         let (n, e) = x.dims2()?;
         let heads = self.cfg.num_heads;
         let hd = e / heads;
@@ -237,7 +272,8 @@ impl VisionModel {
             }
         }
         let n = cos.len() / hd;
-        let mk = |v: Vec<f32>| Tensor::from_vec(v, (n, hd), &self.device).and_then(|t| t.to_dtype(self.dtype)).map_err(ce);
+        let mk =
+            |v: Vec<f32>| Tensor::from_vec(v, (n, hd), &self.device).and_then(|t| t.to_dtype(self.dtype)).map_err(ce);
         Ok((mk(cos)?, mk(sin)?))
     }
 

@@ -31,12 +31,14 @@ impl Weights {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let index = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index.is_file() {
-            let text = std::fs::read_to_string(&index).map_err(|e| Error::io(format!("reading {}", index.display()), e))?;
+            let text =
+                std::fs::read_to_string(&index).map_err(|e| Error::io(format!("reading {}", index.display()), e))?;
             let v: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: not JSON: {e}", index.display())))?;
-            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-                Error::Input(format!("{}: no `weight_map`", index.display()))
-            })?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::Input(format!("{}: no `weight_map`", index.display())))?;
             let mut names: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
             names.sort_unstable();
             names.dedup();
@@ -47,7 +49,10 @@ impl Weights {
         let mut tensors = HashMap::new();
         for f in &files {
             if !f.is_file() {
-                return Err(Error::Input(format!("{}: no such weights file (a model directory has model.safetensors or an index)", f.display())));
+                return Err(Error::Input(format!(
+                    "{}: no such weights file (a model directory has model.safetensors or an index)",
+                    f.display()
+                )));
             }
             tensors.extend(candle_core::safetensors::load(f, device).map_err(ce(f.display()))?);
         }
@@ -56,7 +61,14 @@ impl Weights {
 
     /// Random weights for any config (benchmarks): every tensor asked for is made up.
     pub fn random(dtype: DType, device: &Device, seed: u64) -> Self {
-        Self { dir: PathBuf::from("<random>"), tensors: HashMap::new(), dtype, device: device.clone(), vars: BTreeMap::new(), random: Some(seed) }
+        Self {
+            dir: PathBuf::from("<random>"),
+            tensors: HashMap::new(),
+            dtype,
+            device: device.clone(),
+            vars: BTreeMap::new(),
+            random: Some(seed),
+        }
     }
 
     /// Whether the checkpoint has a tensor.
@@ -69,18 +81,24 @@ impl Weights {
         let shape = shape.into();
         if let (Some(seed), false) = (self.random, self.tensors.contains_key(name)) {
             let n = shape.elem_count();
-            let values: Vec<f32> = if name.ends_with("norm.weight") || name.contains("layernorm") || name.contains("norm1") || name.contains("norm2") || name.contains("ln_q") {
+            let values: Vec<f32> = if name.ends_with("norm.weight")
+                || name.contains("layernorm")
+                || name.contains("norm1")
+                || name.contains("norm2")
+                || name.contains("ln_q")
+            {
                 vec![1.0; n]
             } else {
-                let mut rng = crate::synth::rng::Rng::for_item(seed, 0x7765_6967, self.vars.len() as u64);
+                let mut rng = crate::rng::Rng::for_item(seed, 0x7765_6967, self.vars.len() as u64);
                 (0..n).map(|_| (rng.normal() * 0.02) as f32).collect()
             };
             let t = Tensor::from_vec(values, &shape, &self.device).map_err(ce(name))?;
             self.tensors.insert(name.to_string(), t);
         }
-        let t = self.tensors.get(name).ok_or_else(|| {
-            Error::Input(format!("{}: the checkpoint has no tensor `{name}`", self.dir.display()))
-        })?;
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::Input(format!("{}: the checkpoint has no tensor `{name}`", self.dir.display())))?;
         if t.shape() != &shape {
             return Err(Error::Input(format!(
                 "{}: tensor `{name}` has shape {:?}, the config needs {:?}",

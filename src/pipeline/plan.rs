@@ -63,7 +63,8 @@ fn command(o: &PlanOptions, step: &Step) -> Vec<String> {
 /// A job name from the spec and step (letters, digits and dashes).
 fn job_name(spec: &Spec, k: usize, step: &Step) -> String {
     let raw = format!("cotforge-{}-{:02}-{}", spec.name, k + 1, step.name);
-    let mut out: String = raw.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let mut out: String =
+        raw.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     out.truncate(63);
     out.trim_end_matches('-').to_string()
 }
@@ -130,7 +131,9 @@ pub fn k8s(spec: &Spec, o: &PlanOptions) -> Result<Vec<(String, String)>> {
             pvc = o.pvc,
             cmd = args.join(", "),
         );
-        submit.push_str(&format!("kubectl apply -f {file}\nkubectl wait --for=condition=complete --timeout=-1s job/{name}\n"));
+        submit.push_str(&format!(
+            "kubectl apply -f {file}\nkubectl wait --for=condition=complete --timeout=-1s job/{name}\n"
+        ));
         files.push((file, t));
     }
     files.push(("submit.sh".into(), submit));

@@ -34,15 +34,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
-
-use super::io::{PartReader, PipedWriter, atomic_write};
-use super::{
-    Ingested, LEDGER_ROW_GROUP, RunStats, ShardSummary, StageOutput, StageStats, WORK_ROWS_PER_FILE, bar, ingest_row,
-    judge_batch, read_marker, segments, split_ingested, stage_dir_name, tables, write_curated,
+use super::rundir::{read_marker, stage_dir_name};
+use super::segment::{
+    LEDGER_ROW_GROUP, StageOutput, WORK_ROWS_PER_FILE, finish_segment, judge_through, segments, write_curated,
+    write_shards, write_stats,
 };
+use super::{RunStats, StageStats, stats};
 use crate::error::{Context, Error, Result};
 use crate::ingest::{self, ImageStore};
+use crate::io::{PartReader, PipedWriter, atomic_write};
+use crate::progress::bar;
 use crate::schema::{self, Trace};
 use crate::spec::Spec;
 use crate::stages::{IndexContext, StageContext};
@@ -79,9 +80,9 @@ impl Task {
         match (rank, world) {
             (_, None) => Ok(None),
             (_, Some(0)) => Err(Error::Spec("--world-size must be at least 1".into())),
-            (None, Some(w)) if w > 1 => {
-                Err(Error::Spec(format!("a split run of {w} tasks needs --rank (or SLURM_ARRAY_TASK_ID, or JOB_COMPLETION_INDEX)")))
-            }
+            (None, Some(w)) if w > 1 => Err(Error::Spec(format!(
+                "a split run of {w} tasks needs --rank (or SLURM_ARRAY_TASK_ID, or JOB_COMPLETION_INDEX)"
+            ))),
             (r, Some(w)) => {
                 let r = r.unwrap_or(0);
                 if r >= w {
@@ -169,7 +170,7 @@ pub fn assign_inputs(spec: &Spec, world: usize) -> Result<Vec<Vec<Piece>>> {
         for f in &inp.files {
             if inp.format == crate::spec::Format::Parquet {
                 let mut start = 0;
-                for (rows, bytes) in super::io::parquet_row_groups(f)? {
+                for (rows, bytes) in crate::io::parquet_row_groups(f)? {
                     units.push((Piece { input: k, file: f.clone(), rows: Some((start, start + rows)) }, bytes as u64));
                     start += rows;
                 }
@@ -227,7 +228,10 @@ fn remove_dir(p: &Path) -> Result<()> {
 /// Statistics of a finished task step, or an error naming what is missing.
 fn need_marker(work: &Path, what: &str) -> Result<StageStats> {
     read_marker(work).ok_or_else(|| {
-        Error::Run(format!("{what} has not finished ({} is missing); run that step first", work.join("_DONE.json").display()))
+        Error::Run(format!(
+            "{what} has not finished ({} is missing); run that step first",
+            work.join("_DONE.json").display()
+        ))
     })
 }
 
@@ -269,7 +273,8 @@ impl IdFix {
 
     fn fix(&mut self, batch: &mut [Trace]) -> Result<()> {
         for t in batch {
-            let cid = parse_cid(&t.id).ok_or_else(|| Error::Run(format!("internal: ingested row id {} is not a content id", t.id)))?;
+            let cid = parse_cid(&t.id)
+                .ok_or_else(|| Error::Run(format!("internal: ingested row id {} is not a content id", t.id)))?;
             let n = self.seen.entry(cid).or_insert(0);
             *n += 1;
             if *n > 1 {
@@ -342,7 +347,10 @@ pub fn run_task(spec: &Spec, dir: &Path, task: Task, progress: bool) -> Result<O
 pub fn run_step(spec: &Spec, dir: &Path, task: Task, name: &str, progress: bool) -> Result<Option<RunStats>> {
     let all = steps(spec)?;
     let step = all.iter().find(|s| s.name == name).ok_or_else(|| {
-        Error::Spec(format!("no step `{name}` in this spec; its steps are {}", all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")))
+        Error::Spec(format!(
+            "no step `{name}` in this spec; its steps are {}",
+            all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))
     })?;
     let hash = prepare(dir, spec)?;
     if step_marker(dir, spec, step, if step.array { task.rank } else { 0 }).exists() {
@@ -363,18 +371,18 @@ fn ingest_task(spec: &Spec, dir: &Path, task: Task, store: &ImageStore, progress
     let td = task_dir(&ingest_work(dir), task.rank);
     remove_dir(&td)?;
     let pieces = assign_inputs(spec, task.world)?.swap_remove(task.rank);
-    let pb = bar(progress, None, &format!("ingest (task {})", task.rank));
+    let pb = bar(progress, None, &format!("ingest (task {})", task.rank), "rows");
     let mut out = StageOutput::at(0, "ingest", Some(&td), &td.join("ledger"), "part")?;
     let cids_path = td.join("cids.bin");
-    let mut cids = std::io::BufWriter::new(std::fs::File::create(&cids_path).ctx(|| format!("creating {}", cids_path.display()))?);
+    let mut cids =
+        std::io::BufWriter::new(std::fs::File::create(&cids_path).ctx(|| format!("creating {}", cids_path.display()))?);
     for Piece { input: k, file, rows } in pieces {
         let input = &spec.inputs[k];
         let root = ingest::images_root(input, &file);
         ingest::read_batches_in(input, &file, rows, spec.batch_rows, |rows| {
             let n = rows.len();
-            let done: Vec<Ingested> = rows.into_par_iter().map(|r| ingest_row(r, input, root, store)).collect::<Result<_>>()?;
             // repeats are numbered when the rows are read (IdFix)
-            let (kept, dropped) = split_ingested(done, &input.source, |cid| {
+            let (kept, dropped) = ingest::trace::to_traces(rows, input, root, store, |cid| {
                 cids.write_all(&cid).ctx(|| format!("writing {}", cids_path.display()))?;
                 Ok(ingest::hex(&cid))
             })?;
@@ -412,7 +420,8 @@ fn for_each_task_batch(
     let input = PartReader::open(&dirs[task.rank])?;
     let mut pos = offset;
     input.for_each_batch_of(spec.batch_rows, columns.as_deref(), |df| {
-        let mut batch = if columns.is_some() { schema::traces_from_partial_df(&df)? } else { schema::traces_from_df(&df)? };
+        let mut batch =
+            if columns.is_some() { schema::traces_from_partial_df(&df)? } else { schema::traces_from_df(&df)? };
         if let Some(fx) = &mut fix {
             fx.fix(&mut batch)?;
         }
@@ -433,7 +442,7 @@ fn map_task(spec: &Spec, dir: &Path, task: Task, i: usize, store: &ImageStore, p
     let mut stage = spec.stages[i].build(&StageContext { images: store })?;
     let ictx = IndexContext { images: store, dir: &index_dir, partial: true };
     let columns = stage.index_columns();
-    let pb = bar(progress, None, &format!("{} map (task {})", stage.name(), task.rank));
+    let pb = bar(progress, None, &format!("{} map (task {})", stage.name(), task.rank), "rows");
     let rows = for_each_task_batch(spec, dir, task, k, columns, |pos, batch| {
         stage.index(pos, &batch, &ictx)?;
         pb.inc(batch.len() as u64);
@@ -450,7 +459,10 @@ fn reduce(spec: &Spec, dir: &Path, world: usize, i: usize, store: &ImageStore) -
     for r in 0..world {
         let td = task_dir(&work.join("map"), r);
         if !td.join("_MAP_DONE").exists() {
-            return Err(Error::Run(format!("the map step of {} has not finished for task {r}; run it first", stage.name())));
+            return Err(Error::Run(format!(
+                "the map step of {} has not finished for task {r}; run it first",
+                stage.name()
+            )));
         }
         let p = td.join("map.bin");
         stage.load_partial(&std::fs::read(&p).ctx(|| format!("reading {}", p.display()))?)?;
@@ -471,8 +483,9 @@ fn apply_task(spec: &Spec, dir: &Path, task: Task, k: usize, store: &ImageStore,
         let mut st = spec.stages[i].build(&ctx)?;
         if st.needs_index() {
             let p = stage_work(dir, spec, i).join("reduce.bin");
-            let bytes = std::fs::read(&p)
-                .map_err(|e| Error::Run(format!("{}: {e}; the reduce step of {} has not finished", p.display(), st.name())))?;
+            let bytes = std::fs::read(&p).map_err(|e| {
+                Error::Run(format!("{}: {e}; the reduce step of {} has not finished", p.display(), st.name()))
+            })?;
             st.load_decisions(&bytes)?;
         }
         stages.push(st);
@@ -485,50 +498,31 @@ fn apply_task(spec: &Spec, dir: &Path, task: Task, k: usize, store: &ImageStore,
     let mut outs = seg
         .iter()
         .enumerate()
-        .map(|(j, &i)| StageOutput::at(i + 1, spec.stages[i].name(), (j == last).then_some(tds[j].as_path()), &tds[j].join("ledger"), "part"))
+        .map(|(j, &i)| {
+            StageOutput::at(
+                i + 1,
+                spec.stages[i].name(),
+                (j == last).then_some(tds[j].as_path()),
+                &tds[j].join("ledger"),
+                "part",
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     let names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
-    let pb = bar(progress, None, &format!("{} (task {})", names.join(" > "), task.rank));
-    let mut positions: Vec<Option<u64>> = vec![None; seg.len()];
+    let pb = bar(progress, None, &format!("{} (task {})", names.join(" > "), task.rank), "rows");
+    let judges: Vec<&dyn crate::stages::Stage> = stages.iter().map(|s| s.as_ref()).collect();
+    // the first stage sees global positions; later (row-local) stages count their own
+    let mut positions = vec![0u64; seg.len()];
     for_each_task_batch(spec, dir, task, k, None, |pos, batch| {
         let n = batch.len() as u64;
-        let mut batch = batch;
-        for (j, st) in stages.iter().enumerate() {
-            // the first stage sees global positions; later (row-local) stages count their own
-            let p = *positions[j].get_or_insert(if j == 0 { pos } else { 0 });
-            let rows = batch.len() as u64;
-            batch = judge_batch(st.as_ref(), &mut outs[j], p, batch, &ctx)?;
-            positions[j] = Some(p + rows);
-        }
+        positions[0] = pos;
+        judge_through(&judges, &mut outs, &mut positions, batch, &ctx)?;
         pb.inc(n);
         Ok(())
     })?;
     pb.finish_and_clear();
-    // markers in stage order: the last stage's marker says the step is complete
-    for ((st, mut out), td) in stages.iter().zip(outs).zip(&tds) {
-        out.stats.summary = st.summary();
-        out.finish(td, started)?;
-    }
+    finish_segment(&judges, outs, &tds, started, None)?;
     Ok(())
-}
-
-/// Merge the statistics of the tasks of one stage.
-fn merge_stats(parts: Vec<StageStats>) -> StageStats {
-    let mut it = parts.into_iter();
-    let mut acc = it.next().expect("at least one task");
-    for s in it {
-        acc.rows_in += s.rows_in;
-        acc.rows_out += s.rows_out;
-        for (k, v) in s.dropped {
-            *acc.dropped.entry(k).or_default() += v;
-        }
-        acc.seconds += s.seconds;
-        for (k, h) in s.measured {
-            acc.measured.entry(k).or_default().merge(&h);
-        }
-    }
-    acc.seconds = (acc.seconds * 1000.0).round() / 1000.0;
-    acc
 }
 
 /// Rewrite the tasks' ledger parts of one stage as `DIR/ledger/PREFIX-*.parquet`, in rank
@@ -551,13 +545,15 @@ fn finalize(spec: &Spec, dir: &Path, world: usize, hash: &str, store: &ImageStor
     let last = *segs.last().and_then(|s| s.last()).ok_or_else(|| Error::Spec("the spec has no stages".into()))?;
     // every stage's tasks, ingest first
     let mut works = vec![(ingest_work(dir), stage_dir_name(0, "ingest"))];
-    works.extend((0..spec.stages.len()).map(|i| (stage_work(dir, spec, i), stage_dir_name(i + 1, spec.stages[i].name()))));
+    works.extend(
+        (0..spec.stages.len()).map(|i| (stage_work(dir, spec, i), stage_dir_name(i + 1, spec.stages[i].name()))),
+    );
     let mut stats = Vec::with_capacity(works.len());
     for (work, dn) in &works {
         let parts = (0..world)
             .map(|r| need_marker(&task_dir(work, r), &format!("step {dn} of task {r}")))
             .collect::<Result<Vec<_>>>()?;
-        stats.push(merge_stats(parts));
+        stats.push(stats::merge(parts));
     }
     remove_dir(&dir.join("ledger"))?;
     std::fs::create_dir_all(dir.join("ledger")).ctx(|| format!("creating {}", dir.join("ledger").display()))?;
@@ -567,19 +563,9 @@ fn finalize(spec: &Spec, dir: &Path, world: usize, hash: &str, store: &ImageStor
     }
     let kept: Vec<PathBuf> = (0..world).map(|r| task_dir(&stage_work(dir, spec, last), r)).collect();
     write_curated(spec, dir, &kept, store, progress)?;
-    let mut shards = None;
-    if let Some(crate::stages::StageSpec::Pack(cfg)) = spec.stages.last() {
-        let rows = PartReader::open_dirs(&kept)?.rows() as u64;
-        let pb = bar(progress, Some(rows), "write shards");
-        let m = crate::shards::write_shards(&dir.join("shards"), &kept, store, cfg, hash, spec.batch_rows, &pb)?;
-        pb.finish_and_clear();
-        shards = Some(ShardSummary::of(&m));
-    }
-    let wall = vec![("finalize".to_string(), (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0)];
-    let run = RunStats::new(spec, hash.to_string(), stats, wall, shards);
-    let json = serde_json::to_vec_pretty(&run).ctx(|| "serialising stats")?;
-    atomic_write(&dir.join("stats.json"), &json, 0)?;
-    tables::write(dir, &run)?;
+    let shards = write_shards(spec, dir, &kept, store, hash, progress)?;
+    let wall = vec![("finalize".to_string(), started.elapsed().as_secs_f64())];
+    let run = write_stats(spec, dir, hash, stats, wall, shards.as_ref())?;
     atomic_write(&dir.join("work").join("_FINAL_DONE"), b"", 0)?;
     Ok(run)
 }

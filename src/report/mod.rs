@@ -20,7 +20,7 @@ use base64::Engine;
 use polars::prelude::DataFrame;
 
 use crate::error::{Context, Error, Result};
-use crate::pipeline::io::{atomic_write, parquet_files, parquet_rows, read_parquet_slice};
+use crate::io::{atomic_write, parquet_files, parquet_rows, read_parquet_slice};
 use crate::pipeline::{RunStats, histogram};
 use crate::schema::Trace;
 use svg::{Bar, esc, num};
@@ -123,7 +123,8 @@ fn attach_traces(dir: &Path, samples: &mut BTreeMap<(usize, String), Vec<Dropped
         .collect();
     tasks.sort();
     dirs.extend(tasks);
-    let wanted: HashSet<String> = samples.values().flatten().filter(|d| d.id.is_some()).map(|d| d.origin.clone()).collect();
+    let wanted: HashSet<String> =
+        samples.values().flatten().filter(|d| d.id.is_some()).map(|d| d.origin.clone()).collect();
     let mut found: HashMap<String, Trace> = HashMap::new();
     for p in dirs.iter().map(|d| parquet_files(d)).collect::<Result<Vec<_>>>()?.into_iter().flatten() {
         if found.len() == wanted.len() {
@@ -158,9 +159,9 @@ fn thumbnail(dir: &Path, id: &str, px: u32) -> std::result::Result<String, Strin
     if id.is_empty() {
         return Err("missing at ingest".into());
     }
-    let p = crate::ingest::images::stored_path(&dir.join("images"), id);
+    let p = crate::store::stored_path(&dir.join("images"), id);
     let bytes = std::fs::read(&p).map_err(|e| format!("not in the image store: {e}"))?;
-    let img = crate::imagehash::decode(&bytes).map_err(|e| format!("does not decode: {e}"))?;
+    let img = crate::image::decode(&bytes).map_err(|e| format!("does not decode: {e}"))?;
     let small = img.thumbnail(px, px);
     let mut png = Vec::new();
     small
@@ -233,13 +234,7 @@ pub fn render(dir: &Path, opts: &ReportOptions) -> Result<String> {
     let spec_text = std::fs::read_to_string(dir.join("spec.yaml")).ok();
     let mut samples = ledger_samples(dir, &stats, opts.samples_per_reason)?;
     attach_traces(dir, &mut samples)?;
-    let manifest: Option<crate::shards::Manifest> = {
-        let p = dir.join("shards").join("manifest.json");
-        match std::fs::read(&p) {
-            Ok(b) => Some(serde_json::from_slice(&b).ctx(|| format!("reading {}", p.display()))?),
-            Err(_) => None,
-        }
-    };
+    let manifest = crate::shards::Manifest::read_if_present(&dir.join("shards"))?;
     let stage_label = |i: usize, name: &str| format!("{i:02} {name}");
 
     let mut h = String::with_capacity(1 << 16);
@@ -259,7 +254,12 @@ pub fn render(dir: &Path, opts: &ReportOptions) -> Result<String> {
         lr = stats.ledger_rows,
     );
     if let Some(s) = &stats.shards {
-        let _ = write!(h, r#"<dt>packs</dt><dd data-value="{p}">{p}</dd><dt>tokens in packs</dt><dd data-value="{t}">{t}</dd>"#, p = s.packs, t = s.tokens);
+        let _ = write!(
+            h,
+            r#"<dt>packs</dt><dd data-value="{p}">{p}</dd><dt>tokens in packs</dt><dd data-value="{t}">{t}</dd>"#,
+            p = s.packs,
+            t = s.tokens
+        );
     }
     h.push_str(r##"</dl><nav><a href="#funnel">funnel</a><a href="#drops">drops</a><a href="#measured">measured values</a><a href="#buckets">buckets</a><a href="#packing">packing</a><a href="#samples">dropped samples</a><a href="#summaries">stage summaries</a><a href="#spec">spec</a></nav></header>"##);
 
@@ -283,7 +283,8 @@ pub fn render(dir: &Path, opts: &ReportOptions) -> Result<String> {
     if drops.is_empty() {
         h.push_str("<p>No row was dropped.</p>");
     } else {
-        let bars: Vec<Bar> = drops.iter().map(|(i, st, r, n)| Bar::count(format!("{} · {r}", stage_label(*i, st)), *n)).collect();
+        let bars: Vec<Bar> =
+            drops.iter().map(|(i, st, r, n)| Bar::count(format!("{} · {r}", stage_label(*i, st)), *n)).collect();
         h.push_str(&svg::hbars("drops", "rows dropped per stage and reason", &bars));
         h.push_str(r#"<table class="drops"><thead><tr><th>stage</th><th>reason</th><th class="n">rows</th></tr></thead><tbody>"#);
         for (i, st, r, n) in &drops {
@@ -374,15 +375,28 @@ pub fn render(dir: &Path, opts: &ReportOptions) -> Result<String> {
             let _ = write!(
                 h,
                 r#"<dl class="kv"><dt>packs</dt><dd id="packs" data-value="{}">{}</dd><dt>samples</dt><dd id="pack-samples" data-value="{}">{}</dd><dt>tokens</dt><dd id="pack-tokens" data-value="{}">{}</dd><dt>loss tokens</dt><dd data-value="{}">{}</dd><dt>max length</dt><dd data-value="{}">{}</dd><dt>fill</dt><dd id="pack-fill" data-value="{}">{:.2}%</dd><dt>files</dt><dd data-value="{}">{}</dd></dl>"#,
-                m.packs, m.packs, m.samples, m.samples, m.tokens, m.tokens, m.loss_tokens, m.loss_tokens,
-                m.max_length, m.max_length, num(m.fill), m.fill * 100.0, m.files.len(), m.files.len(),
+                m.packs,
+                m.packs,
+                m.samples,
+                m.samples,
+                m.tokens,
+                m.tokens,
+                m.loss_tokens,
+                m.loss_tokens,
+                m.max_length,
+                m.max_length,
+                num(m.fill),
+                m.fill * 100.0,
+                m.files.len(),
+                m.files.len(),
             );
             let mut bins = [0u64; 20];
             for f in &fills {
                 bins[((f * 20.0).floor() as usize).min(19)] += 1;
             }
             let first = bins.iter().position(|&n| n > 0).unwrap_or(19);
-            let bars: Vec<Bar> = (first..20).map(|k| Bar::count(format!("{}-{}%", k * 5, k * 5 + 5), bins[k])).collect();
+            let bars: Vec<Bar> =
+                (first..20).map(|k| Bar::count(format!("{}-{}%", k * 5, k * 5 + 5), bins[k])).collect();
             let _ = write!(
                 h,
                 r#"<figure class="fill" data-packs="{}"><h3>Packs by fill (tokens / max length)</h3>{}</figure>"#,

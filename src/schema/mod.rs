@@ -22,16 +22,32 @@ pub const TRACE_COLUMNS: &[(&str, &str, &str)] = &[
     ("prompt", "string", "user prompt; `<image>` marks where images go"),
     ("response", "string", "assistant response: reasoning trace and final answer"),
     ("reference", "string?", "reference answer, if known"),
-    ("image_ids", "list<string>", "blake3 content ids (32 hex) into the image store; empty string if the file was missing"),
+    (
+        "image_ids",
+        "list<string>",
+        "blake3 content ids (32 hex) into the image store; empty string if the file was missing",
+    ),
     ("image_paths", "list<string>", "the path or file name the source gave for each image (empty if none)"),
     ("image_widths", "list<u32>", "width in pixels read at ingest (0 if unreadable)"),
     ("image_heights", "list<u32>", "height in pixels read at ingest (0 if unreadable)"),
     ("num_tokens", "u32?", "set by `tokenize`: tokens of the rendered conversation, image tokens included"),
-    ("input_ids", "list<u32>?", "set by `tokenize`: token ids, each image expanded to its <|image_pad|> tokens (not in curated output)"),
-    ("assistant_spans", "list<u32>?", "set by `tokenize`: token ranges of the assistant turns as flat [start, end) pairs (not in curated output)"),
+    (
+        "input_ids",
+        "list<u32>?",
+        "set by `tokenize`: token ids, each image expanded to its <|image_pad|> tokens (not in curated output)",
+    ),
+    (
+        "assistant_spans",
+        "list<u32>?",
+        "set by `tokenize`: token ranges of the assistant turns as flat [start, end) pairs (not in curated output)",
+    ),
     ("image_grid_thw", "list<u32>?", "set by `tokenize`: each image's patch grid as flat (t, h, w) triples"),
     ("bucket", "string?", "set by `bucket`: the token-length bucket, e.g. `2048-4096`"),
-    ("pass_rate", "f64?", "set by `score` (or read from the input's mapped `pass_rate` column): share of a model's sampled answers the verifier accepted"),
+    (
+        "pass_rate",
+        "f64?",
+        "set by `score` (or read from the input's mapped `pass_rate` column): share of a model's sampled answers the verifier accepted",
+    ),
 ];
 
 /// Ledger columns, in file order.
@@ -39,7 +55,11 @@ pub const LEDGER_COLUMNS: &[(&str, &str, &str)] = &[
     ("id", "string?", "trace id (null when the record could not be parsed into a trace)"),
     ("source", "string", "the input's `source` name"),
     ("origin", "string", "input file and record number, `file#row`"),
-    ("stage", "string", "stage that dropped the row, as named in the spec (`ingest` for records that could not be read)"),
+    (
+        "stage",
+        "string",
+        "stage that dropped the row, as named in the spec (`ingest` for records that could not be read)",
+    ),
     ("reason", "string", "machine-readable reason, e.g. `corrupt_image`, `duplicate`"),
     ("detail", "string", "human-readable detail"),
     ("kept_id", "string?", "for duplicates: the id of the row that was kept"),
@@ -118,9 +138,7 @@ where
 {
     let ca: ListChunked = rows.iter().map(|r| Some(f(r))).collect();
     let s = ca.with_name(name.into()).into_series();
-    let s = s
-        .cast(&DataType::List(Box::new(dtype)))
-        .ctx(|| format!("building column {name}"))?;
+    let s = s.cast(&DataType::List(Box::new(dtype))).ctx(|| format!("building column {name}"))?;
     Ok(s.into())
 }
 
@@ -188,11 +206,9 @@ fn u32_lists(ca: &ListChunked, name: &str) -> Result<Vec<Option<Vec<u32>>>> {
     use polars_arrow::array::{Array, PrimitiveArray};
     let mut out = Vec::with_capacity(ca.len());
     for arr in ca.downcast_iter() {
-        let values = arr
-            .values()
-            .as_any()
-            .downcast_ref::<PrimitiveArray<u32>>()
-            .ok_or_else(|| Error::Run(format!("trace batch column `{name}`: expected list<u32>, found {:?}", arr.dtype())))?;
+        let values = arr.values().as_any().downcast_ref::<PrimitiveArray<u32>>().ok_or_else(|| {
+            Error::Run(format!("trace batch column `{name}`: expected list<u32>, found {:?}", arr.dtype()))
+        })?;
         let offsets = arr.offsets();
         for i in 0..arr.len() {
             if arr.is_null(i) {
@@ -226,10 +242,7 @@ pub fn hf_images_column(name: &str, images: &HfImages) -> Result<Column> {
         .map(|row| {
             let bytes: BinaryChunked = row.iter().map(|(b, _)| b.as_deref()).collect();
             let paths: StringChunked = row.iter().map(|(_, p)| p.as_deref()).collect();
-            let fields = [
-                bytes.with_name("bytes".into()).into_series(),
-                paths.with_name("path".into()).into_series(),
-            ];
+            let fields = [bytes.with_name("bytes".into()).into_series(), paths.with_name("path".into()).into_series()];
             StructChunked::from_series("".into(), row.len(), fields.iter())
                 .map(|s| Some(s.into_series()))
                 .unwrap_or(None)
@@ -259,15 +272,11 @@ pub fn ledger_to_df(entries: &[LedgerEntry]) -> Result<DataFrame> {
 }
 
 fn get_str<'a>(df: &'a DataFrame, name: &str) -> Result<&'a StringChunked> {
-    df.column(name)
-        .and_then(|c| c.str())
-        .map_err(|e| Error::Run(format!("trace batch column `{name}`: {e}")))
+    df.column(name).and_then(|c| c.str()).map_err(|e| Error::Run(format!("trace batch column `{name}`: {e}")))
 }
 
 fn get_list<'a>(df: &'a DataFrame, name: &str) -> Result<&'a ListChunked> {
-    df.column(name)
-        .and_then(|c| c.list())
-        .map_err(|e| Error::Run(format!("trace batch column `{name}`: {e}")))
+    df.column(name).and_then(|c| c.list()).map_err(|e| Error::Run(format!("trace batch column `{name}`: {e}")))
 }
 
 fn list_values<T>(
@@ -312,9 +321,7 @@ fn traces_from(df: &DataFrame, partial: bool) -> Result<Vec<Trace>> {
     let strs = |s: &Series| -> PolarsResult<Vec<String>> {
         Ok(s.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
     };
-    let u32s = |s: &Series| -> PolarsResult<Vec<u32>> {
-        Ok(s.u32()?.iter().map(|v| v.unwrap_or(0)).collect())
-    };
+    let u32s = |s: &Series| -> PolarsResult<Vec<u32>> { Ok(s.u32()?.iter().map(|v| v.unwrap_or(0)).collect()) };
     let ids = list_values(get_list("image_ids")?, n, strs)?;
     // token columns: absent in a projected read, null before `tokenize`
     let tok_list = |name: &str| -> Result<Vec<Option<Vec<u32>>>> {
@@ -377,9 +384,7 @@ fn traces_from(df: &DataFrame, partial: bool) -> Result<Vec<Trace>> {
 
 /// Machine-readable description of the trace and ledger columns (`schemas/*.schema.json`).
 pub fn columns_json(title: &str, version: u32, cols: &[(&str, &str, &str)], extra: &[(&str, &str, &str)]) -> String {
-    let col = |(n, t, d): &(&str, &str, &str)| {
-        serde_json::json!({"name": n, "type": t, "description": d})
-    };
+    let col = |(n, t, d): &(&str, &str, &str)| serde_json::json!({"name": n, "type": t, "description": d});
     let v = serde_json::json!({
         "title": title,
         "version": version,
@@ -397,16 +402,3 @@ pub const CURATED_EXTRA_COLUMNS: &[(&str, &str, &str)] = &[(
     "list<struct{bytes: binary, path: string}>",
     "image bytes and paths in the Hugging Face `datasets` Image layout",
 )];
-
-/// The committed schema files and their generated contents, for `schemas/` and its sync test.
-pub fn schema_files() -> Vec<(&'static str, String)> {
-    vec![
-        ("trace.schema.json", columns_json("cotforge canonical trace", TRACE_SCHEMA_VERSION, TRACE_COLUMNS, CURATED_EXTRA_COLUMNS)),
-        ("ledger.schema.json", columns_json("cotforge ledger", LEDGER_SCHEMA_VERSION, LEDGER_COLUMNS, &[])),
-        ("pipeline-spec.schema.json", crate::spec::json_schema()),
-        ("shard.schema.json", crate::shards::schema_json()),
-        ("train-config.schema.json", crate::train::config::json_schema()),
-        ("rl-config.schema.json", crate::train::rl::json_schema()),
-        ("repro-config.schema.json", crate::repro::json_schema()),
-    ]
-}

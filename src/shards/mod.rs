@@ -1,5 +1,6 @@
-//! Packed training shards: the writer the `pack` stage ends with, the reader the trainer
-//! uses, and `cotforge inspect` of a shard directory.
+//! Packed training shards: the best-fit-decreasing packer ([`bfd`]), the writer the `pack`
+//! stage ends with, the reader the trainer uses, `cotforge inspect` of a shard directory, and
+//! [`Manifest::read`], the one reader of `manifest.json`.
 //!
 //! ```text
 //! DIR/shards/manifest.json          schema version, tokenizer and template sha256, max length,
@@ -10,14 +11,18 @@
 //! padded: a pack has `num_tokens <= max_length` tokens. Row groups of `row_group_packs` packs
 //! are the unit of random access.
 
+pub mod bfd;
 mod reader;
 mod writer;
 
 pub use reader::{Loader, Pack, ShardSet, inspect};
 pub use writer::write_shards;
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Context, Error, Result};
 use crate::stages::tokenize::LossOn;
 
 /// Version of the shard columns and manifest; bump on any change to them.
@@ -31,11 +36,23 @@ pub const SHARD_COLUMNS: &[(&str, &str, &str)] = &[
     ("num_tokens", "u32", "tokens in the pack (at most max_length; packs are not padded)"),
     ("num_loss_tokens", "u32", "tokens with loss_mask true"),
     ("input_ids", "list<u32>", "token ids of the segments, one after another; images expanded to their pad tokens"),
-    ("loss_mask", "list<bool>", "per token: whether the loss is computed on it (assistant turns, or all tokens with `loss: all`)"),
+    (
+        "loss_mask",
+        "list<bool>",
+        "per token: whether the loss is computed on it (assistant turns, or all tokens with `loss: all`)",
+    ),
     ("segment_lengths", "list<u32>", "tokens per segment (sample), in order; they sum to num_tokens"),
     ("sample_ids", "list<string>", "trace id of each segment"),
-    ("images", "list<struct{bytes: binary, path: string}>", "the images of the segments in token order, in the Hugging Face `datasets` Image layout"),
-    ("image_grid_thw", "list<fixed_size_list<u32, 3>>", "patch grid (t, h, w) of each image, in 14-pixel patches; an image has t*h*w/4 pad tokens"),
+    (
+        "images",
+        "list<struct{bytes: binary, path: string}>",
+        "the images of the segments in token order, in the Hugging Face `datasets` Image layout",
+    ),
+    (
+        "image_grid_thw",
+        "list<fixed_size_list<u32, 3>>",
+        "patch grid (t, h, w) of each image, in 14-pixel patches; an image has t*h*w/4 pad tokens",
+    ),
 ];
 
 /// One shard file in the manifest.
@@ -83,6 +100,37 @@ pub struct Manifest {
     pub fill: f64,
     pub row_group_packs: usize,
     pub files: Vec<ShardFile>,
+}
+
+impl Manifest {
+    /// Read `DIR/manifest.json`, checking its format and version: the one reader of shard
+    /// manifests.
+    pub fn read(dir: &Path) -> Result<Self> {
+        Ok(Self::read_with_sha256(dir)?.0)
+    }
+
+    /// [`Manifest::read`], with the sha256 of the bytes read.
+    pub fn read_with_sha256(dir: &Path) -> Result<(Self, String)> {
+        let path = dir.join("manifest.json");
+        let bytes = std::fs::read(&path)
+            .ctx(|| format!("reading {} (is {} a shard directory?)", path.display(), dir.display()))?;
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Input(format!("{}: not a cotforge shard manifest: {e}", path.display())))?;
+        if m.format != SHARD_FORMAT || m.schema_version != SHARD_SCHEMA_VERSION {
+            return Err(Error::Input(format!(
+                "{}: format {} version {}; this cotforge reads {SHARD_FORMAT} version {SHARD_SCHEMA_VERSION}",
+                path.display(),
+                m.format,
+                m.schema_version
+            )));
+        }
+        Ok((m, crate::tokenize::encode::sha256_hex(&bytes)))
+    }
+
+    /// [`Manifest::read`] where `DIR/manifest.json` may be absent (a run without `pack`).
+    pub fn read_if_present(dir: &Path) -> Result<Option<Self>> {
+        if dir.join("manifest.json").exists() { Self::read(dir).map(Some) } else { Ok(None) }
+    }
 }
 
 /// Machine-readable description of the shard columns and manifest (`schemas/shard.schema.json`).

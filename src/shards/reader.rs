@@ -14,10 +14,10 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{UInt32Type, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::{Manifest, SHARD_FORMAT, SHARD_SCHEMA_VERSION};
+use super::Manifest;
 use crate::error::{Context, Error, Result};
-use crate::pack::encode::{sha256_hex, tokenizer_hashes};
-use crate::synth::rng::Rng;
+use crate::rng::Rng;
+use crate::tokenize::encode::{sha256_hex, tokenizer_hashes};
 
 /// One pack as the trainer gets it.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,24 +36,10 @@ pub struct Pack {
 pub struct ShardSet {
     pub dir: PathBuf,
     pub manifest: Manifest,
+    /// sha256 of the `manifest.json` bytes read (what a checkpoint records of its shards).
+    pub manifest_sha256: String,
     /// (file, row group, packs in it).
     groups: Vec<(usize, usize, usize)>,
-}
-
-fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let path = dir.join("manifest.json");
-    let bytes = std::fs::read(&path).ctx(|| format!("reading {} (is {} a shard directory?)", path.display(), dir.display()))?;
-    let m: Manifest =
-        serde_json::from_slice(&bytes).map_err(|e| Error::Input(format!("{}: not a cotforge shard manifest: {e}", path.display())))?;
-    if m.format != SHARD_FORMAT || m.schema_version != SHARD_SCHEMA_VERSION {
-        return Err(Error::Input(format!(
-            "{}: format {} version {}; this cotforge reads {SHARD_FORMAT} version {SHARD_SCHEMA_VERSION}",
-            path.display(),
-            m.format,
-            m.schema_version
-        )));
-    }
-    Ok(m)
 }
 
 impl ShardSet {
@@ -88,14 +74,18 @@ impl ShardSet {
 
     /// Open without checking the tokenizer (for inspection).
     pub fn open_unchecked(dir: &Path) -> Result<Self> {
-        let manifest = read_manifest(dir)?;
+        let (manifest, manifest_sha256) = Manifest::read_with_sha256(dir)?;
         let mut groups = Vec::new();
         for (k, f) in manifest.files.iter().enumerate() {
             let path = dir.join(&f.path);
             let file = File::open(&path).ctx(|| format!("opening {} (listed in the manifest)", path.display()))?;
             let len = file.metadata().ctx(|| format!("reading {}", path.display()))?.len();
             if len != f.bytes {
-                return Err(Error::Input(format!("{}: {len} bytes, the manifest says {}; the shard is damaged or was replaced", path.display(), f.bytes)));
+                return Err(Error::Input(format!(
+                    "{}: {len} bytes, the manifest says {}; the shard is damaged or was replaced",
+                    path.display(),
+                    f.bytes
+                )));
             }
             let b = ParquetRecordBatchReaderBuilder::try_new(file)
                 .map_err(|e| Error::Input(format!("{}: not a readable Parquet file: {e}", path.display())))?;
@@ -105,9 +95,13 @@ impl ShardSet {
         }
         let total: usize = groups.iter().map(|g| g.2).sum();
         if total as u64 != manifest.packs {
-            return Err(Error::Input(format!("{}: the files hold {total} packs, the manifest says {}", dir.display(), manifest.packs)));
+            return Err(Error::Input(format!(
+                "{}: the files hold {total} packs, the manifest says {}",
+                dir.display(),
+                manifest.packs
+            )));
         }
-        Ok(Self { dir: dir.to_path_buf(), manifest, groups })
+        Ok(Self { dir: dir.to_path_buf(), manifest, manifest_sha256, groups })
     }
 
     /// Check every file's sha256 against the manifest.
@@ -117,7 +111,11 @@ impl ShardSet {
             let bytes = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
             let sha = sha256_hex(&bytes);
             if sha != f.sha256 {
-                return Err(Error::Input(format!("{}: sha256 {sha}, the manifest says {}; the shard is damaged", path.display(), f.sha256)));
+                return Err(Error::Input(format!(
+                    "{}: sha256 {sha}, the manifest says {}; the shard is damaged",
+                    path.display(),
+                    f.sha256
+                )));
             }
         }
         Ok(())
@@ -210,7 +208,8 @@ impl ShardSet {
                     }
                 }
                 let pack = cache.get_mut(&g).and_then(|v| v.get_mut(r as usize)).and_then(Option::take);
-                let item = pack.map(|p| (pos, p)).ok_or_else(|| Error::Run(format!("internal: pack {g}/{r} read twice")));
+                let item =
+                    pack.map(|p| (pos, p)).ok_or_else(|| Error::Run(format!("internal: pack {g}/{r} read twice")));
                 if tx.send(item).is_err() {
                     return;
                 }
@@ -297,10 +296,18 @@ pub fn inspect(dir: &Path, packs: usize, tokenizer: Option<&Path>) -> Result<Str
         m.max_length,
         100.0 * m.fill
     );
-    let _ = writeln!(out, "tokenizer: {} (sha256 {})  loss: {:?}  files: {}", m.tokenizer, &m.tokenizer_sha256[..16], m.loss, m.files.len());
+    let _ = writeln!(
+        out,
+        "tokenizer: {} (sha256 {})  loss: {:?}  files: {}",
+        m.tokenizer,
+        &m.tokenizer_sha256[..16],
+        m.loss,
+        m.files.len()
+    );
     let tpath = tdir.unwrap_or_else(|| PathBuf::from(&m.tokenizer)).join("tokenizer.json");
-    let tok = tokenizers::Tokenizer::from_file(&tpath)
-        .map_err(|e| Error::Input(format!("{}: cannot load the tokenizer to decode packs ({e}); pass --tokenizer", tpath.display())))?;
+    let tok = tokenizers::Tokenizer::from_file(&tpath).map_err(|e| {
+        Error::Input(format!("{}: cannot load the tokenizer to decode packs ({e}); pass --tokenizer", tpath.display()))
+    })?;
     let pad = tok.token_to_id(&m.image_token);
     let decode = |ids: &[u32]| tok.decode(ids, false).unwrap_or_else(|e| format!("<undecodable: {e}>"));
     let mut shown = 0;
@@ -333,7 +340,8 @@ pub fn inspect(dir: &Path, packs: usize, tokenizer: Option<&Path>) -> Result<Str
                     while j < end && p.loss_mask[j] == l && (Some(p.input_ids[j]) == pad) == is_pad {
                         j += 1;
                     }
-                    let text = if is_pad { format!("{}×{}", m.image_token, j - i) } else { decode(&p.input_ids[i..j]) };
+                    let text =
+                        if is_pad { format!("{}×{}", m.image_token, j - i) } else { decode(&p.input_ids[i..j]) };
                     if l {
                         let _ = write!(out, "⟦{text}⟧");
                     } else {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeListBuilder, ListBuilder, RecordBatch, StringBuilder, StructBuilder,
-    UInt32Array, UInt32Builder, UInt64Array,
+    ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeListBuilder, ListBuilder, RecordBatch, StringBuilder,
+    StructBuilder, UInt32Array, UInt32Builder, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field};
 use parquet::arrow::ArrowWriter;
@@ -18,12 +18,12 @@ use rayon::prelude::*;
 use super::{Manifest, SHARD_FORMAT, SHARD_SCHEMA_VERSION, ShardFile};
 use crate::error::{Context, Error, Result};
 use crate::ingest::ImageStore;
-use crate::pack::bfd::best_fit_decreasing;
-use crate::pack::encode::{sha256_hex, tokenizer_hashes};
-use crate::pipeline::io::{PartReader, atomic_write, tmp_name, writer_properties};
+use crate::io::{PartReader, atomic_write, tmp_name, writer_properties};
 use crate::schema;
-use crate::stages::packing::PackConfig;
+use crate::shards::bfd::best_fit_decreasing;
+use crate::stages::pack::PackConfig;
 use crate::stages::tokenize::LossOn;
+use crate::tokenize::encode::{sha256_hex, tokenizer_hashes};
 
 /// One sample on its way to a shard.
 struct Sample {
@@ -133,7 +133,8 @@ fn image_fields() -> Vec<Field> {
 
 impl Columns {
     fn new() -> Self {
-        let img = StructBuilder::new(image_fields(), vec![Box::new(BinaryBuilder::new()), Box::new(StringBuilder::new())]);
+        let img =
+            StructBuilder::new(image_fields(), vec![Box::new(BinaryBuilder::new()), Box::new(StringBuilder::new())]);
         Self {
             pack_index: Vec::new(),
             num_tokens: Vec::new(),
@@ -248,7 +249,10 @@ pub fn write_shards(
     })?;
     let packing = best_fit_decreasing(&lengths, cfg.max_length, cfg.max_segments);
     if let Some(&i) = packing.over.first() {
-        return Err(Error::Run(format!("internal: row {i} ({} tokens) is over max_length after `pack`", lengths[i as usize])));
+        return Err(Error::Run(format!(
+            "internal: row {i} ({} tokens) is over max_length after `pack`",
+            lengths[i as usize]
+        )));
     }
     let mut place = vec![(0u32, 0u32); lengths.len()];
     for (p, pack) in packing.packs.iter().enumerate() {
@@ -261,7 +265,9 @@ pub fn write_shards(
     // 3. scatter samples to their shard's spill file
     let spill_path = |k: usize| spill_dir.join(format!("{k:05}.bin"));
     let mut spills: Vec<BufWriter<File>> = (0..files)
-        .map(|k| File::create(spill_path(k)).map(BufWriter::new).ctx(|| format!("creating {}", spill_path(k).display())))
+        .map(|k| {
+            File::create(spill_path(k)).map(BufWriter::new).ctx(|| format!("creating {}", spill_path(k).display()))
+        })
         .collect::<Result<_>>()?;
     let columns = ["id", "input_ids", "assistant_spans", "image_grid_thw", "image_ids", "image_paths"];
     let mut row = 0usize;
@@ -315,7 +321,7 @@ pub fn write_shards(
             let name = format!("shard-{k:05}.parquet");
             let dest = out.join(&name);
             let (bytes, sha256, row_groups) =
-                write_parquet(&dest, &crate::hf::for_datasets(&batch)?, cfg.row_group_packs)?;
+                write_parquet(&dest, &crate::io::hf::for_datasets(&batch)?, cfg.row_group_packs)?;
             Ok(Written {
                 file: ShardFile {
                     path: name,

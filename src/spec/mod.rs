@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::error::{Error, Result};
+pub use crate::ingest::{ColumnMap, Format, Input, Layout};
 use crate::stages::StageSpec;
 
 /// Default number of rows a stage handles at once; bounds memory together with trace length.
@@ -63,53 +64,6 @@ pub struct InputSpec {
     pub source: String,
 }
 
-/// Input file formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// Apache Parquet (as written by HF datasets, pandas, polars).
-    Parquet,
-    /// One JSON object per line.
-    Jsonl,
-    /// One JSON array of objects.
-    Json,
-}
-
-/// Record layouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    /// Prompt, response and reference in their own columns.
-    #[default]
-    Columns,
-    /// `conversations: [{from: human|gpt|system, value}]`.
-    Sharegpt,
-    /// `messages: [{role: user|assistant|system, content}]`; content is a string or a list
-    /// of `{type: text, text}` / `{type: image}` parts.
-    Messages,
-}
-
-/// Source column names for the canonical fields. Fields left out are absent in the source.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ColumnMap {
-    /// Column with the prompt text (layout `columns`).
-    pub prompt: Option<String>,
-    /// Column with the response, i.e. the reasoning trace and final answer (layout `columns`).
-    pub response: Option<String>,
-    /// Column with the reference answer, if known.
-    pub reference: Option<String>,
-    /// Column with the images: HF `{bytes, path}` structs, raw bytes, or paths; one or a list.
-    pub images: Option<String>,
-    /// Column with a pass rate in [0, 1] computed elsewhere (what the `score` stage would
-    /// record; `filter.pass_rate` reads it).
-    pub pass_rate: Option<String>,
-    /// Column with the ShareGPT turns (layout `sharegpt`; default `conversations`).
-    pub conversations: Option<String>,
-    /// Column with the chat messages (layout `messages`; default `messages`).
-    pub messages: Option<String>,
-}
-
 /// Output settings.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -136,47 +90,14 @@ pub struct Spec {
     pub batch_rows: usize,
 }
 
-/// A validated input with its files resolved (sorted, so runs are deterministic).
-#[derive(Debug, Clone)]
-pub struct Input {
-    pub files: Vec<PathBuf>,
-    pub format: Format,
-    pub layout: Layout,
-    pub columns: ColumnMap,
-    pub images_root: Option<PathBuf>,
-    pub source: String,
-}
-
-impl Layout {
-    /// The name as written in specs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Layout::Columns => "columns",
-            Layout::Sharegpt => "sharegpt",
-            Layout::Messages => "messages",
-        }
-    }
-}
-
-impl ColumnMap {
-    /// The column holding ShareGPT turns.
-    pub fn conversations_col(&self) -> &str {
-        self.conversations.as_deref().unwrap_or("conversations")
-    }
-    /// The column holding chat messages.
-    pub fn messages_col(&self) -> &str {
-        self.messages.as_deref().unwrap_or("messages")
-    }
-}
-
 fn at(file: &Path, loc: serde_saphyr::Location) -> String {
     format!("{}:{}:{}", file.display(), loc.line(), loc.column())
 }
 
 /// Load, parse and validate a spec file.
 pub fn load(file: &Path) -> Result<Spec> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::Spec(format!("cannot read spec {}: {e}", file.display())))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Error::Spec(format!("cannot read spec {}: {e}", file.display())))?;
     parse(file, &text)
 }
 
@@ -195,17 +116,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
         return Err(Error::Spec(format!("{}: `name` must not be empty", file.display())));
     }
     if raw.inputs.is_empty() {
-        return Err(Error::Spec(format!(
-            "{}: `inputs` is empty; list at least one dataset",
-            file.display()
-        )));
+        return Err(Error::Spec(format!("{}: `inputs` is empty; list at least one dataset", file.display())));
     }
     let mut inputs = Vec::new();
     for (i, inp) in raw.inputs.iter().enumerate() {
         let pattern = &inp.path.value;
         let loc = inp.path.referenced;
-        let paths = glob::glob(pattern)
-            .map_err(|e| bad(loc, format!("inputs[{i}].path: bad glob `{pattern}`: {e}")))?;
+        let paths =
+            glob::glob(pattern).map_err(|e| bad(loc, format!("inputs[{i}].path: bad glob `{pattern}`: {e}")))?;
         let mut files = Vec::new();
         for p in paths {
             let p = p.map_err(|e| bad(loc, format!("inputs[{i}].path: cannot read {e}")))?;
@@ -237,10 +155,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
             if present {
                 Ok(())
             } else {
-                Err(bad(
-                    layout_loc,
-                    format!("inputs[{i}]: layout `{}` needs `columns.{what}`", layout.name()),
-                ))
+                Err(bad(layout_loc, format!("inputs[{i}]: layout `{}` needs `columns.{what}`", layout.name())))
             }
         };
         match layout {
@@ -250,8 +165,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
                     if v.is_some() {
                         return Err(bad(
                             inp.path.referenced,
-                            format!("inputs[{i}].columns.{k} is only used with layout `{k}`; \
-                                     layout `columns` reads prompt/response/reference/images"),
+                            format!(
+                                "inputs[{i}].columns.{k} is only used with layout `{k}`; \
+                                     layout `columns` reads prompt/response/reference/images"
+                            ),
                         ));
                     }
                 }
@@ -261,9 +178,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
                     if v.is_some() {
                         return Err(bad(
                             inp.path.referenced,
-                            format!("inputs[{i}].columns.{k}: with layout `{}` the prompt and \
+                            format!(
+                                "inputs[{i}].columns.{k}: with layout `{}` the prompt and \
                                      response come from the turns; remove this mapping",
-                                    layout.name()),
+                                layout.name()
+                            ),
                         ));
                     }
                 }
@@ -287,10 +206,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
     }
     let rows_per_file = raw.output.rows_per_file.unwrap_or(DEFAULT_ROWS_PER_FILE);
     if rows_per_file == 0 {
-        return Err(Error::Spec(format!(
-            "{}: `output.rows_per_file` must be at least 1",
-            file.display()
-        )));
+        return Err(Error::Spec(format!("{}: `output.rows_per_file` must be at least 1", file.display())));
     }
     for (i, st) in raw.stages.iter().enumerate() {
         st.check().map_err(|m| Error::Spec(format!("{}: stages[{i}] ({}): {m}", file.display(), st.name())))?;

@@ -1,20 +1,19 @@
-//! Stages: one file each, all behind the [`Stage`] trait.
+//! Stages, named as the spec names them: `filter/` (one file per `filter.*`), `dedup/` (one
+//! per `dedup.*`), `validate`, `decontaminate`, `score`, `tokenize`, `bucket`, `mix` and
+//! `pack`, all behind the [`Stage`] trait ([`sample`] is the seeded sampling `bucket` and `mix`
+//! share).
 //!
 //! A stage judges rows: keep, or drop with a reason (and for duplicates the id that was kept).
 //! Row-local stages judge each row on its own and run in parallel. Global stages
 //! (`needs_index`) first see every row once in input order through [`Stage::index`], building a
 //! compact index (hashes, never whole rows); the executor then asks them to judge row by row.
 
-pub mod decontam;
+pub mod bucket;
+pub mod decontaminate;
 pub mod dedup;
-pub mod filters;
-pub mod imagedup;
-pub mod language;
-pub mod length;
-pub mod neardup;
+pub mod filter;
 pub mod mix;
-pub mod packing;
-pub mod repetition;
+pub mod pack;
 pub mod sample;
 pub mod score;
 pub mod tokenize;
@@ -36,42 +35,42 @@ pub enum StageSpec {
     Validate(validate::ValidateConfig),
     /// Drop rows whose field is shorter or longer than the bounds (characters and words).
     #[serde(rename = "filter.length")]
-    FilterLength(length::LengthConfig),
+    FilterLength(filter::length::LengthConfig),
     /// Drop exact duplicates of normalised fields, keeping the first in input order.
     #[serde(rename = "dedup.exact")]
-    DedupExact(dedup::ExactConfig),
+    DedupExact(dedup::exact::ExactConfig),
     /// Require the `<think>...</think>` shape: one pair, non-empty reasoning, a final answer after it.
     #[serde(rename = "filter.format")]
-    FilterFormat(filters::FormatConfig),
+    FilterFormat(filter::FormatConfig),
     /// Drop traces whose reasoning is not closed or that have no extractable final answer.
     #[serde(rename = "filter.truncated")]
-    FilterTruncated(filters::TruncatedConfig),
+    FilterTruncated(filter::TruncatedConfig),
     /// Drop looping traces (a W-word passage repeated K times) and, optionally, traces over
     /// Gopher-style duplicate line / paragraph / top n-gram ratios.
     #[serde(rename = "filter.repetition")]
-    FilterRepetition(repetition::RepetitionConfig),
+    FilterRepetition(filter::repetition::RepetitionConfig),
     /// Drop near-duplicates by MinHash LSH on prompt (or reasoning) text, by default only when
     /// their images match too; keeps the first row of each cluster in input order.
     #[serde(rename = "dedup.minhash")]
-    DedupMinhash(neardup::MinhashConfig),
+    DedupMinhash(dedup::minhash::MinhashConfig),
     /// Drop rows whose images repeat an earlier kept row's (perceptual hash within a radius),
     /// optionally only with the same prompt.
     #[serde(rename = "dedup.image")]
-    DedupImage(imagedup::ImageDedupConfig),
+    DedupImage(dedup::image::ImageDedupConfig),
     /// Drop rows containing a benchmark question (word n-grams), with its image when the
     /// benchmark item has one.
     #[serde(rename = "decontaminate")]
-    Decontaminate(decontam::DecontamConfig),
+    Decontaminate(decontaminate::DecontamConfig),
     /// Bounds on image sides, aspect ratio, pixels and images per row.
     #[serde(rename = "filter.image")]
-    FilterImage(filters::ImageConfig),
+    FilterImage(filter::ImageConfig),
     /// Drop traces written (or drifting) outside the expected script: share of letters in the
     /// expected scripts, and the longest run of letters from other scripts.
     #[serde(rename = "filter.language")]
-    FilterLanguage(language::LanguageConfig),
+    FilterLanguage(filter::language::LanguageConfig),
     /// Drop traces whose final answer the verifier finds different from the reference.
     #[serde(rename = "filter.correct")]
-    FilterCorrect(filters::CorrectConfig),
+    FilterCorrect(filter::CorrectConfig),
     /// Sample k answers per prompt with a model, verify them against the reference and record
     /// the pass rate (`pass_rate` column); rows without a reference keep no pass rate.
     #[serde(rename = "score")]
@@ -79,7 +78,7 @@ pub enum StageSpec {
     /// Keep rows whose pass rate (from `score`, or mapped from the input) lies in a band,
     /// e.g. `{gt: 0, le: 0.5}`: hard but learnable.
     #[serde(rename = "filter.pass_rate")]
-    FilterPassRate(score::PassRateConfig),
+    FilterPassRate(filter::pass_rate::PassRateConfig),
     /// Render each trace with the model's chat template and tokenize it: token ids, assistant
     /// spans (the loss mask), images expanded to their pad tokens with their patch grids.
     #[serde(rename = "tokenize")]
@@ -87,7 +86,7 @@ pub enum StageSpec {
     /// Label each tokenized row with its token-length bucket; optionally keep only a share
     /// (weights) or a number (caps) of rows per bucket, sampled by seed.
     #[serde(rename = "bucket")]
-    Bucket(mix::BucketConfig),
+    Bucket(bucket::BucketConfig),
     /// Sample rows to target shares or caps per source (or per source and bucket), by seed;
     /// rows left out go to the ledger as `mix_cap`.
     #[serde(rename = "mix")]
@@ -96,7 +95,7 @@ pub enum StageSpec {
     /// a manifest (`DIR/shards`). Must be the last stage; rows over `max_length` are dropped
     /// (`over_length`) or truncated at a safe point.
     #[serde(rename = "pack")]
-    Pack(packing::PackConfig),
+    Pack(pack::PackConfig),
 }
 
 impl StageSpec {
@@ -163,7 +162,11 @@ impl StageSpec {
         !self.needs_index()
             || matches!(
                 self,
-                StageSpec::DedupExact(_) | StageSpec::DedupMinhash(_) | StageSpec::DedupImage(_) | StageSpec::Bucket(_) | StageSpec::Mix(_)
+                StageSpec::DedupExact(_)
+                    | StageSpec::DedupMinhash(_)
+                    | StageSpec::DedupImage(_)
+                    | StageSpec::Bucket(_)
+                    | StageSpec::Mix(_)
             )
     }
 
@@ -171,23 +174,23 @@ impl StageSpec {
     pub fn build(&self, ctx: &StageContext) -> Result<Box<dyn Stage>> {
         Ok(match self {
             StageSpec::Validate(c) => Box::new(validate::Validate::new(c.clone())),
-            StageSpec::FilterLength(c) => Box::new(length::Length::new(c.clone())?),
-            StageSpec::DedupExact(c) => Box::new(dedup::Exact::new(c.clone())),
-            StageSpec::DedupMinhash(c) => Box::new(neardup::Minhash::new(c.clone())),
-            StageSpec::DedupImage(c) => Box::new(imagedup::ImageDedup::new(c.clone())),
-            StageSpec::Decontaminate(c) => Box::new(decontam::Decontaminate::new(c.clone(), ctx.images)?),
-            StageSpec::FilterFormat(c) => Box::new(filters::Format::new(c.clone())),
-            StageSpec::FilterTruncated(c) => Box::new(filters::Truncated::new(c.clone())),
-            StageSpec::FilterRepetition(c) => Box::new(repetition::Repetition::new(c.clone())),
-            StageSpec::FilterImage(c) => Box::new(filters::Image::new(c.clone())),
-            StageSpec::FilterCorrect(c) => Box::new(filters::Correct::new(c.clone())),
-            StageSpec::FilterLanguage(c) => Box::new(language::Language::new(c.clone())),
+            StageSpec::FilterLength(c) => Box::new(filter::length::Length::new(c.clone())?),
+            StageSpec::DedupExact(c) => Box::new(dedup::exact::Exact::new(c.clone())),
+            StageSpec::DedupMinhash(c) => Box::new(dedup::minhash::Minhash::new(c.clone())),
+            StageSpec::DedupImage(c) => Box::new(dedup::image::ImageDedup::new(c.clone())),
+            StageSpec::Decontaminate(c) => Box::new(decontaminate::Decontaminate::new(c.clone(), ctx.images)?),
+            StageSpec::FilterFormat(c) => Box::new(filter::Format::new(c.clone())),
+            StageSpec::FilterTruncated(c) => Box::new(filter::Truncated::new(c.clone())),
+            StageSpec::FilterRepetition(c) => Box::new(filter::repetition::Repetition::new(c.clone())),
+            StageSpec::FilterImage(c) => Box::new(filter::Image::new(c.clone())),
+            StageSpec::FilterCorrect(c) => Box::new(filter::Correct::new(c.clone())),
+            StageSpec::FilterLanguage(c) => Box::new(filter::language::Language::new(c.clone())),
             StageSpec::Score(c) => Box::new(score::Score::new(c.clone())?),
-            StageSpec::FilterPassRate(c) => Box::new(score::PassRate::new(c.clone())),
+            StageSpec::FilterPassRate(c) => Box::new(filter::pass_rate::PassRate::new(c.clone())),
             StageSpec::Tokenize(c) => Box::new(tokenize::Tokenize::new(c)?),
-            StageSpec::Bucket(c) => Box::new(mix::Bucket::new(c.clone())),
+            StageSpec::Bucket(c) => Box::new(bucket::Bucket::new(c.clone())),
             StageSpec::Mix(c) => Box::new(mix::Mix::new(c.clone())),
-            StageSpec::Pack(c) => Box::new(packing::Pack::new(c)?),
+            StageSpec::Pack(c) => Box::new(pack::Pack::new(c)?),
         })
     }
 }

@@ -1,5 +1,5 @@
 //! `tokenize`: render each trace as a conversation with the model's chat template and tokenize
-//! it (see [`crate::pack::encode`]). Sets the token ids, the assistant spans the loss mask is
+//! it (see [`crate::tokenize::encode`]). Sets the token ids, the assistant spans the loss mask is
 //! built from, and each image's patch grid; rows whose conversation cannot be rendered (image
 //! marks that do not match the images, a template that raises) go to the ledger.
 
@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use super::{Measured, Stage, StageContext, Verdict};
 use crate::error::{Error, Result};
-use crate::pack::encode::{ChatEncoder, EncodeOptions};
 use crate::schema::Trace;
 use crate::text::tokens::{DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS};
+use crate::tokenize::encode::{ChatEncoder, EncodeOptions};
 
 /// Which tokens the loss is computed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema, serde::Serialize)]
@@ -71,7 +71,10 @@ impl TokenizeConfig {
         let dir = PathBuf::from(&self.tokenizer);
         for f in ["tokenizer.json", "tokenizer_config.json"] {
             if !dir.join(f).is_file() {
-                return Err(format!("`tokenizer: {}` has no {f}; give a Hugging Face tokenizer directory", self.tokenizer));
+                return Err(format!(
+                    "`tokenizer: {}` has no {f}; give a Hugging Face tokenizer directory",
+                    self.tokenizer
+                ));
             }
         }
         if self.min_pixels == 0 || self.min_pixels > self.max_pixels {
@@ -90,8 +93,7 @@ impl TokenizeConfig {
             min_pixels: self.min_pixels,
             max_pixels: self.max_pixels,
         };
-        ChatEncoder::from_dir(&PathBuf::from(&self.tokenizer), opts)
-            .map_err(|e| Error::Spec(format!("tokenize: {e}")))
+        ChatEncoder::from_dir(&PathBuf::from(&self.tokenizer), opts).map_err(|e| Error::Spec(format!("tokenize: {e}")))
     }
 }
 

@@ -35,13 +35,6 @@ impl Validate {
     }
 }
 
-use crate::imagehash::decode;
-
-/// Decode image bytes completely and return the size; the error says why they are unusable.
-pub fn decode_check(bytes: &[u8]) -> std::result::Result<(u32, u32), String> {
-    decode(bytes).map(|img| (img.width(), img.height()))
-}
-
 impl Stage for Validate {
     fn name(&self) -> &'static str {
         "validate"
@@ -56,7 +49,10 @@ impl Stage for Validate {
         }
         for (k, img) in t.images.iter().enumerate() {
             if img.id.is_empty() {
-                return Ok(Measured::only(Verdict::drop("missing_image", format!("image {k} `{}` was not found at ingest", img.path))));
+                return Ok(Measured::only(Verdict::drop(
+                    "missing_image",
+                    format!("image {k} `{}` was not found at ingest", img.path),
+                )));
             }
         }
         if self.cfg.decode_images {
@@ -64,7 +60,10 @@ impl Stage for Validate {
                 // decoding completely is the check; the fingerprint the dedup stages compare
                 // comes out of it and goes into the image store's fingerprint log
                 if let Err(e) = ctx.images.fingerprint_checked(&img.id)? {
-                    return Ok(Measured::only(Verdict::drop("corrupt_image", format!("image {k} `{}` ({}): {e}", img.path, img.id))));
+                    return Ok(Measured::only(Verdict::drop(
+                        "corrupt_image",
+                        format!("image {k} `{}` ({}): {e}", img.path, img.id),
+                    )));
                 }
             }
         }

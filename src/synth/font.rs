@@ -192,10 +192,7 @@ mod tests {
         let chars: Vec<char> = SUPPORTED.chars().collect();
         for &c in &chars {
             let g = glyph(c).unwrap_or_else(|| panic!("no glyph for {c:?}"));
-            assert!(
-                g.iter().all(|row| row & !0x1F == 0),
-                "{c:?} uses more than 5 columns"
-            );
+            assert!(g.iter().all(|row| row & !0x1F == 0), "{c:?} uses more than 5 columns");
             if c != ' ' {
                 assert!(g.iter().any(|&row| row != 0), "{c:?} is empty");
             }
@@ -226,11 +223,7 @@ mod tests {
         assert_eq!(text_width("A", 1), 5);
         assert_eq!(text_width("AB", 1), 11);
         assert_eq!(text_width("12:30", 2), 6 * 2 * 5 - 2);
-        assert_eq!(
-            text_width("20°", 1),
-            17,
-            "width counts characters, not bytes"
-        );
+        assert_eq!(text_width("20°", 1), 17, "width counts characters, not bytes");
         assert_eq!(text_height(3), 21);
     }
 
@@ -261,13 +254,7 @@ mod tests {
         // Drawing partly off a small image must give exactly the corresponding window of the
         // same text drawn fully inside a larger image.
         let (w, h, pad) = (23u32, 11u32, 40u32);
-        for &(x, y, scale) in &[
-            (-3, -4, 1),
-            (-7, 5, 2),
-            (15, -9, 3),
-            (20, 8, 2),
-            (-30, -2, 1),
-        ] {
+        for &(x, y, scale) in &[(-3, -4, 1), (-7, 5, 2), (15, -9, 3), (20, 8, 2), (-30, -2, 1)] {
             let text = "A1%°x";
             let mut small = blank(w, h);
             draw_text(&mut small, x, y, text, scale, INK);
@@ -289,14 +276,7 @@ mod tests {
     fn off_image_and_extreme_inputs_do_not_panic() {
         let mut img = blank(16, 16);
         let before = img.clone();
-        for &(x, y) in &[
-            (-100, 0),
-            (0, -100),
-            (16, 0),
-            (0, 16),
-            (i32::MIN, i32::MIN),
-            (i32::MAX, i32::MAX),
-        ] {
+        for &(x, y) in &[(-100, 0), (0, -100), (16, 0), (0, 16), (i32::MIN, i32::MIN), (i32::MAX, i32::MAX)] {
             draw_text(&mut img, x, y, "OFF", 1, INK);
         }
         assert_eq!(img, before, "text entirely outside the image changed it");
@@ -308,10 +288,7 @@ mod tests {
         draw_text(&mut img, i32::MAX, i32::MAX, "FAR", u32::MAX, INK);
         img = before.clone();
         draw_text(&mut img, -1000, -1000, "X", 2000, INK);
-        assert!(
-            img.pixels().any(|p| *p == INK),
-            "a huge glyph covering the image drew nothing"
-        );
+        assert!(img.pixels().any(|p| *p == INK), "a huge glyph covering the image drew nothing");
         let mut empty = RgbImage::new(0, 0);
         draw_text(&mut empty, 0, 0, "NOTHING", 1, INK);
     }

@@ -3,5 +3,5 @@
 pub mod corpus;
 pub mod font;
 pub mod render;
-pub mod rng;
+
 pub mod text;

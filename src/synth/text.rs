@@ -6,7 +6,7 @@
 //! not repeat themselves), then a final answer in `\boxed{}`.
 
 use super::render::{Colour, GeoKind, Scene, Shape};
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// A final answer in one of the forms real datasets use.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,11 +117,8 @@ const TOTAL_Q: &[&str] = &[
 ];
 
 fn bar_problem(title: &str, labels: &[String], values: &[i64], rng: &mut Rng) -> Problem {
-    let readings: Vec<String> = labels
-        .iter()
-        .zip(values)
-        .map(|(l, v)| format!("The bar labelled {l} in \"{title}\" reaches {v}."))
-        .collect();
+    let readings: Vec<String> =
+        labels.iter().zip(values).map(|(l, v)| format!("The bar labelled {l} in \"{title}\" reaches {v}.")).collect();
     let total: i64 = values.iter().sum();
     let (imax, imin) = {
         let mut imax = 0;
@@ -142,7 +139,10 @@ fn bar_problem(title: &str, labels: &[String], values: &[i64], rng: &mut Rng) ->
             answer: Answer::Int(total),
             readings,
             steps: running_sum_steps(values),
-            check: format!("Adding in reverse order: {} = {total}.", join_sum(&values.iter().rev().copied().collect::<Vec<_>>())),
+            check: format!(
+                "Adding in reverse order: {} = {total}.",
+                join_sum(&values.iter().rev().copied().collect::<Vec<_>>())
+            ),
         },
         1 => Problem {
             question: "What is the difference between the tallest and the shortest bar?".into(),
@@ -153,12 +153,21 @@ fn bar_problem(title: &str, labels: &[String], values: &[i64], rng: &mut Rng) ->
                 format!("The shortest bar is {} with {}.", labels[imin], values[imin]),
                 format!("{} - {} = {}.", values[imax], values[imin], values[imax] - values[imin]),
             ],
-            check: format!("{} + {} = {}, which matches the tallest bar.", values[imin], values[imax] - values[imin], values[imax]),
+            check: format!(
+                "{} + {} = {}, which matches the tallest bar.",
+                values[imin],
+                values[imax] - values[imin],
+                values[imax]
+            ),
         },
         2 => {
             let mean = total as f64 / values.len() as f64;
             let mut steps = running_sum_steps(values);
-            steps.push(format!("There are {} bars, so the mean is {total} / {} = {mean:.2}.", values.len(), values.len()));
+            steps.push(format!(
+                "There are {} bars, so the mean is {total} / {} = {mean:.2}.",
+                values.len(),
+                values.len()
+            ));
             Problem {
                 question: "What is the average value of the bars? Give your answer to two decimal places.".into(),
                 answer: Answer::Decimal(mean, 2),
@@ -171,13 +180,25 @@ fn bar_problem(title: &str, labels: &[String], values: &[i64], rng: &mut Rng) ->
             let i = rng.below(values.len());
             let pct = 100.0 * values[i] as f64 / total as f64;
             let mut steps = running_sum_steps(values);
-            steps.push(format!("The share of {} is {} / {total} = {:.4}, i.e. {pct:.1}%.", labels[i], values[i], values[i] as f64 / total as f64));
+            steps.push(format!(
+                "The share of {} is {} / {total} = {:.4}, i.e. {pct:.1}%.",
+                labels[i],
+                values[i],
+                values[i] as f64 / total as f64
+            ));
             Problem {
-                question: format!("What percentage of the total does bar {} represent? Round to one decimal place.", labels[i]),
+                question: format!(
+                    "What percentage of the total does bar {} represent? Round to one decimal place.",
+                    labels[i]
+                ),
                 answer: Answer::Percent((pct * 10.0).round() / 10.0, 1),
                 readings,
                 steps,
-                check: format!("{pct:.1}% of {total} is about {:.1}, close to {}.", pct * total as f64 / 100.0, values[i]),
+                check: format!(
+                    "{pct:.1}% of {total} is about {:.1}, close to {}.",
+                    pct * total as f64 / 100.0,
+                    values[i]
+                ),
             }
         }
         _ => {
@@ -195,7 +216,8 @@ fn bar_problem(title: &str, labels: &[String], values: &[i64], rng: &mut Rng) ->
                 options.swap(k, j);
             }
             let correct = options.iter().position(|&o| o == imax).unwrap_or(0);
-            let opts: Vec<String> = options.iter().enumerate().map(|(k, &o)| format!("({}) {}", letters[k], labels[o])).collect();
+            let opts: Vec<String> =
+                options.iter().enumerate().map(|(k, &o)| format!("({}) {}", letters[k], labels[o])).collect();
             Problem {
                 question: format!("Which bar has the largest value? {}", opts.join(" ")),
                 answer: Answer::Letter(letters[correct]),
@@ -222,7 +244,8 @@ fn shapes_problem(items: &[(Shape, Colour, u32)], rng: &mut Rng) -> Problem {
             let shape = items[rng.below(items.len())].0;
             let parts: Vec<i64> = items.iter().filter(|(x, _, _)| *x == shape).map(|(_, _, n)| *n as i64).collect();
             let n = by_shape(shape);
-            let mut steps = vec![format!("The {}s come in {} colour group(s): {}.", shape.name(), parts.len(), join_sum(&parts))];
+            let mut steps =
+                vec![format!("The {}s come in {} colour group(s): {}.", shape.name(), parts.len(), join_sum(&parts))];
             if parts.len() > 1 {
                 steps.extend(running_sum_steps(&parts));
             }
@@ -236,7 +259,8 @@ fn shapes_problem(items: &[(Shape, Colour, u32)], rng: &mut Rng) -> Problem {
         }
         1 => {
             let (c1, c2) = (items[0].1, items[items.len() - 1].1);
-            let count = |c: Colour| -> i64 { items.iter().filter(|(_, x, _)| *x == c).map(|(_, _, n)| *n as i64).sum() };
+            let count =
+                |c: Colour| -> i64 { items.iter().filter(|(_, x, _)| *x == c).map(|(_, _, n)| *n as i64).sum() };
             let (a, b) = (count(c1), if c1 == c2 { 0 } else { count(c2) });
             Problem {
                 question: format!("How many {} shapes and {} shapes are there together?", c1.name(), c2.name()),
@@ -254,7 +278,10 @@ fn shapes_problem(items: &[(Shape, Colour, u32)], rng: &mut Rng) -> Problem {
             let shape = items[rng.below(items.len())].0;
             let n = by_shape(shape);
             Problem {
-                question: format!("What fraction of all the shapes are {}s? Give the fraction in lowest terms.", shape.name()),
+                question: format!(
+                    "What fraction of all the shapes are {}s? Give the fraction in lowest terms.",
+                    shape.name()
+                ),
                 answer: frac(n, total),
                 readings,
                 steps: vec![
@@ -271,7 +298,9 @@ fn table_problem(headers: &[String], rows: &[Vec<i64>], rng: &mut Rng) -> Proble
     let readings: Vec<String> = rows
         .iter()
         .enumerate()
-        .map(|(i, r)| format!("Row {} reads {}.", i + 1, r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")))
+        .map(|(i, r)| {
+            format!("Row {} reads {}.", i + 1, r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))
+        })
         .collect();
     if rng.chance(0.5) {
         let c = rng.below(headers.len());
@@ -340,7 +369,10 @@ fn clock_problem(hour: u32, minute: u32, rng: &mut Rng) -> Problem {
 
 fn geometry_problem(kind: GeoKind, sides: &[u32], rng: &mut Rng) -> Problem {
     let s: Vec<i64> = sides.iter().map(|&x| x as i64).collect();
-    let readings = vec![format!("The side lengths written on the figure are {} cm.", s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))];
+    let readings = vec![format!(
+        "The side lengths written on the figure are {} cm.",
+        s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+    )];
     match kind {
         GeoKind::Rectangle if rng.chance(0.5) && s.len() >= 2 => Problem {
             question: "What is the area of the rectangle?".into(),
@@ -368,7 +400,9 @@ fn geometry_problem(kind: GeoKind, sides: &[u32], rng: &mut Rng) -> Problem {
                 answer: Answer::Units(p, "cm"),
                 readings,
                 steps,
-                check: format!("Each side is shorter than the sum of the other two, so the figure is valid and the perimeter is {p}."),
+                check: format!(
+                    "Each side is shorter than the sum of the other two, so the figure is valid and the perimeter is {p}."
+                ),
             }
         }
     }
@@ -449,10 +483,21 @@ const OPENERS: &[&str] = &[
 ];
 const VERBS: &[&str] = &["check", "verify", "confirm", "recompute", "re-derive", "cross-check", "double-check"];
 const THINGS: &[&str] = &[
-    "the label", "the axis", "the legend", "the scale", "the gridline", "the units", "the caption",
-    "the colour", "the position", "the tick mark", "the border", "the header",
+    "the label",
+    "the axis",
+    "the legend",
+    "the scale",
+    "the gridline",
+    "the units",
+    "the caption",
+    "the colour",
+    "the position",
+    "the tick mark",
+    "the border",
+    "the header",
 ];
-const HEDGES: &[&str] = &["Hmm,", "Actually,", "Wait,", "Thinking again,", "Alternatively,", "On reflection,", "To be safe,"];
+const HEDGES: &[&str] =
+    &["Hmm,", "Actually,", "Wait,", "Thinking again,", "Alternatively,", "On reflection,", "To be safe,"];
 
 /// A filler sentence with fresh numbers: re-verification, commentary, alternative routes.
 fn filler_sentence(rng: &mut Rng) -> String {
@@ -460,12 +505,31 @@ fn filler_sentence(rng: &mut Rng) -> String {
     let b = rng.range(2, 99);
     match rng.below(8) {
         0 => format!("Let me {} an intermediate value: {a} + {b} = {}.", rng.pick(VERBS), a + b),
-        1 => format!("As a sanity check on magnitudes, {a} x {b} = {} would be far too large here, so the sum is the right operation.", a * b),
-        2 => format!("I should not confuse {} with {} when reading the value near {a}.", rng.pick(THINGS), rng.pick(THINGS)),
-        3 => format!("{} splitting {a} as {} + {} makes the arithmetic easier to {}.", rng.pick(HEDGES), a - b.min(a - 1), b.min(a - 1), rng.pick(VERBS)),
-        4 => format!("If I had misread a value by {b}, the result would change by {b} as well, so each reading matters."),
+        1 => format!(
+            "As a sanity check on magnitudes, {a} x {b} = {} would be far too large here, so the sum is the right operation.",
+            a * b
+        ),
+        2 => format!(
+            "I should not confuse {} with {} when reading the value near {a}.",
+            rng.pick(THINGS),
+            rng.pick(THINGS)
+        ),
+        3 => format!(
+            "{} splitting {a} as {} + {} makes the arithmetic easier to {}.",
+            rng.pick(HEDGES),
+            a - b.min(a - 1),
+            b.min(a - 1),
+            rng.pick(VERBS)
+        ),
+        4 => {
+            format!("If I had misread a value by {b}, the result would change by {b} as well, so each reading matters.")
+        }
         5 => format!("Rounding {a}.{b:02} to the nearest whole number gives {}.", if b >= 50 { a + 1 } else { a }),
-        6 => format!("{} the difference {a} - {b} = {} is not what is asked; I keep the original plan.", rng.pick(HEDGES), a - b),
+        6 => format!(
+            "{} the difference {a} - {b} = {} is not what is asked; I keep the original plan.",
+            rng.pick(HEDGES),
+            a - b
+        ),
         _ => format!("Note that {} confirms the reading at about {a} units, give or take {b}.", rng.pick(THINGS)),
     }
 }
@@ -482,7 +546,7 @@ pub fn trace_words(rng: &mut Rng) -> usize {
 pub fn long_trace(p: &Problem, answer: &Answer, target_words: usize, rng: &mut Rng) -> String {
     let mut s = String::with_capacity(target_words * 7);
     s.push_str("<think>\n");
-    let opener: &str = *rng.pick(OPENERS);
+    let opener = *rng.pick(OPENERS);
     s.push_str(opener);
     s.push_str(&format!(" The question asks: {}\n\n", p.question));
     for r in &p.readings {

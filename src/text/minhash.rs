@@ -93,8 +93,8 @@ impl MinHasher {
     pub fn new(num_perm: usize, seed: u64) -> Self {
         let draw = |i: usize, salt: u64| xxh3_64_with_seed(&(i as u64).to_le_bytes(), seed ^ salt) % MERSENNE_61;
         Self {
-            a: (0..num_perm).map(|i| draw(i, 0x5EED_A).max(1)).collect(),
-            b: (0..num_perm).map(|i| draw(i, 0x5EED_B)).collect(),
+            a: (0..num_perm).map(|i| draw(i, 0x5_EEDA).max(1)).collect(),
+            b: (0..num_perm).map(|i| draw(i, 0x5_EEDB)).collect(),
         }
     }
 
@@ -263,7 +263,9 @@ mod tests {
         let words: Vec<String> = (0..400).map(|i| format!("w{i}")).collect();
         for keep in [400usize, 360, 300, 200, 100] {
             let a = words.join(" ");
-            let b = words[..keep].join(" ") + " " + &(0..(400 - keep)).map(|i| format!("x{i}")).collect::<Vec<_>>().join(" ");
+            let b = words[..keep].join(" ")
+                + " "
+                + &(0..(400 - keep)).map(|i| format!("x{i}")).collect::<Vec<_>>().join(" ");
             let (mut sa, mut sb) = (shingles(&a, ShingleKind::Words, 1), shingles(&b, ShingleKind::Words, 1));
             let (mut ga, mut gb) = (vec![0; 256], vec![0; 256]);
             mh.signature(&sa, &mut ga);

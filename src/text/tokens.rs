@@ -39,8 +39,8 @@ impl TokenCounter {
     }
 
     fn from_bytes(bytes: &[u8], what: &str) -> Result<Self> {
-        let tokenizer =
-            Tokenizer::from_bytes(bytes).map_err(|e| Error::Input(format!("{what}: not a usable tokenizer.json: {e}")))?;
+        let tokenizer = Tokenizer::from_bytes(bytes)
+            .map_err(|e| Error::Input(format!("{what}: not a usable tokenizer.json: {e}")))?;
         Ok(Self { tokenizer, blake3: blake3::hash(bytes).to_hex().to_string() })
     }
 
@@ -54,10 +54,7 @@ impl TokenCounter {
 
     /// Number of tokens of a text.
     pub fn count(&self, text: &str) -> Result<usize> {
-        self.tokenizer
-            .encode_fast(text, false)
-            .map(|e| e.len())
-            .map_err(|e| Error::Run(format!("tokenizing: {e}")))
+        self.tokenizer.encode_fast(text, false).map(|e| e.len()).map_err(|e| Error::Run(format!("tokenizing: {e}")))
     }
 
     /// Tokens of `text`, and how many of them lie inside each byte range of `spans` (a token

@@ -17,7 +17,7 @@ use crate::shards::Pack;
 /// three quarters of each.
 pub fn bench_pack(tokens: usize, segments: usize, vocab: usize) -> Pack {
     let seg = tokens / segments.max(1);
-    let mut rng = crate::synth::rng::Rng::new(7);
+    let mut rng = crate::rng::Rng::new(7);
     let input_ids: Vec<u32> = (0..seg * segments).map(|_| rng.below(vocab.min(150_000)) as u32).collect();
     let loss_mask = (0..seg * segments).map(|i| i % seg >= seg / 4).collect();
     Pack {
@@ -31,7 +31,14 @@ pub fn bench_pack(tokens: usize, segments: usize, vocab: usize) -> Pack {
     }
 }
 
-pub fn bench_sft(config: &str, tokens: usize, segments: usize, steps: usize, head_chunk_mib: usize, graph_budget_mib: usize) -> Result<String> {
+pub fn bench_sft(
+    config: &str,
+    tokens: usize,
+    segments: usize,
+    steps: usize,
+    head_chunk_mib: usize,
+    graph_budget_mib: usize,
+) -> Result<String> {
     let cfg = ModelConfig::from_json(&crate::model::init::preset(config)?).map_err(Error::Input)?;
     let vocab = cfg.text.vocab_size;
     let model = CausalLm::random(cfg, DType::F32, &Device::Cpu, 1)?;
@@ -49,7 +56,7 @@ pub fn bench_sft(config: &str, tokens: usize, segments: usize, steps: usize, hea
     }
     let best = times.iter().min().copied().unwrap_or(Duration::ZERO).as_secs_f64();
     let mean = times.iter().map(|d| d.as_secs_f64()).sum::<f64>() / times.len() as f64;
-    let rss = crate::pipeline::peak_rss_bytes().unwrap_or(0) as f64 / (1u64 << 30) as f64;
+    let rss = crate::progress::peak_rss_bytes().unwrap_or(0) as f64 / (1u64 << 30) as f64;
     Ok(format!(
         "config {config} ({params} parameters, f32), {} threads, 1 row of {} tokens in {segments} segments ({loss_tokens} loss tokens)\n\
          SFT step (forward, backward, AdamW): best {best:.3} s, mean {mean:.3} s over {} steps: {:.0} tokens/s (best), {:.0} tokens/s (mean)\n\

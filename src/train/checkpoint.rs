@@ -11,24 +11,8 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 
 use super::optim::AdamW;
-use super::sft::{STATE_FORMAT, TrainState, Trainer};
+use super::trainer::{STATE_FORMAT, TrainState, Trainer};
 use crate::error::{Context, Error, Result};
-
-/// Files copied from the model (and tokenizer) directory when present.
-pub const SIDE_FILES: &[&str] = &[
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.json",
-    "chat_template.jinja",
-    "preprocessor_config.json",
-    "video_preprocessor_config.json",
-];
 
 fn step_of(dir: &Path) -> Option<usize> {
     dir.file_name()?.to_str()?.strip_prefix("step-")?.parse().ok()
@@ -55,10 +39,25 @@ pub fn latest(root: &Path) -> Result<Option<PathBuf>> {
     Ok(list(root)?.pop())
 }
 
+/// The trainer state of checkpoint `dir`, refused when it was trained with LoRA on another base
+/// model than `model` (`base` is the fingerprint of `model` for LoRA runs, else None).
+pub fn read_state_for(dir: &Path, model: &Path, base: &Option<String>) -> Result<TrainState> {
+    let st = read_state(dir)?;
+    if &st.base_model_blake3 != base {
+        return Err(Error::Input(format!(
+            "{}: the LoRA checkpoint was trained on another base model than {}",
+            dir.display(),
+            model.display()
+        )));
+    }
+    Ok(st)
+}
+
 pub fn read_state(dir: &Path) -> Result<TrainState> {
     let p = dir.join("trainer_state.json");
     let bytes = std::fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
-    let st: TrainState = serde_json::from_slice(&bytes).map_err(|e| Error::Input(format!("{}: not a cotforge trainer state: {e}", p.display())))?;
+    let st: TrainState = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Input(format!("{}: not a cotforge trainer state: {e}", p.display())))?;
     if st.format != STATE_FORMAT {
         return Err(Error::Input(format!("{}: format {}, this cotforge reads {STATE_FORMAT}", p.display(), st.format)));
     }
@@ -67,7 +66,8 @@ pub fn read_state(dir: &Path) -> Result<TrainState> {
 
 pub fn load_optimizer(dir: &Path, opt: &mut AdamW, steps: u64) -> Result<()> {
     let p = dir.join("optimizer.safetensors");
-    let t = candle_core::safetensors::load(&p, &candle_core::Device::Cpu).map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
+    let t = candle_core::safetensors::load(&p, &candle_core::Device::Cpu)
+        .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
     opt.load_state(&t, steps).map_err(|e| Error::Input(format!("{}: {e}", p.display())))
 }
 
@@ -77,7 +77,8 @@ fn save_tensors(map: HashMap<String, Tensor>, path: &Path) -> Result<()> {
 
 /// The model's variables under their Hugging Face names, LoRA adapters merged.
 pub fn model_tensors(trainer: &Trainer) -> Result<HashMap<String, Tensor>> {
-    let mut m: HashMap<String, Tensor> = trainer.model.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect();
+    let mut m: HashMap<String, Tensor> =
+        trainer.model.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect();
     m.extend(trainer.model.text.merged_weights("model")?);
     Ok(m)
 }
@@ -92,13 +93,22 @@ fn adapter_tensors(trainer: &Trainer) -> HashMap<String, Tensor> {
 /// from the model directory).
 pub fn load_adapters(dir: &Path, trainer: &Trainer) -> Result<()> {
     let p = dir.join("adapter.safetensors");
-    let t = candle_core::safetensors::load(&p, &candle_core::Device::Cpu).map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
+    let t = candle_core::safetensors::load(&p, &candle_core::Device::Cpu)
+        .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
     for (name, var) in &trainer.trainable {
         let x = t.get(name).ok_or_else(|| Error::Input(format!("{}: no tensor `{name}`", p.display())))?;
         if x.dims() != var.as_tensor().dims() {
-            return Err(Error::Input(format!("{}: `{name}` has shape {:?}, the run needs {:?}", p.display(), x.dims(), var.as_tensor().dims())));
+            return Err(Error::Input(format!(
+                "{}: `{name}` has shape {:?}, the run needs {:?}",
+                p.display(),
+                x.dims(),
+                var.as_tensor().dims()
+            )));
         }
-        let x = x.to_dtype(var.dtype()).and_then(|x| x.to_device(var.device())).map_err(|e| Error::Run(format!("{}: {e}", p.display())))?;
+        let x = x
+            .to_dtype(var.dtype())
+            .and_then(|x| x.to_device(var.device()))
+            .map_err(|e| Error::Run(format!("{}: {e}", p.display())))?;
         var.set(&x).map_err(|e| Error::Run(format!("{}: {e}", p.display())))?;
     }
     Ok(())
@@ -109,7 +119,9 @@ pub fn model_fingerprint(dir: &Path) -> Result<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .ctx(|| format!("listing {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors") || p.file_name().is_some_and(|n| n == "config.json"))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "safetensors") || p.file_name().is_some_and(|n| n == "config.json")
+        })
         .collect();
     files.sort();
     let mut h = blake3::Hasher::new();
@@ -122,7 +134,13 @@ pub fn model_fingerprint(dir: &Path) -> Result<String> {
 }
 
 /// Write a checkpoint for `state.step`; returns its directory.
-pub fn save(root: &Path, trainer: &Trainer, state: &TrainState, model_dir: &Path, tokenizer_dir: &Path) -> Result<PathBuf> {
+pub fn save(
+    root: &Path,
+    trainer: &Trainer,
+    state: &TrainState,
+    model_dir: &Path,
+    tokenizer_dir: &Path,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(root).ctx(|| format!("creating {}", root.display()))?;
     let name = format!("step-{:07}", state.step);
     let dest = root.join(&name);
@@ -143,7 +161,7 @@ pub fn save(root: &Path, trainer: &Trainer, state: &TrainState, model_dir: &Path
         std::fs::write(tmp.join("adapter_config.json"), bytes).ctx(|| format!("writing {}", tmp.display()))?;
     }
     save_tensors(trainer.opt.state_tensors().into_iter().collect(), &tmp.join("optimizer.safetensors"))?;
-    for f in SIDE_FILES {
+    for f in crate::model::SIDE_FILES {
         let src = [model_dir.join(f), tokenizer_dir.join(f)].into_iter().find(|p| p.is_file());
         if let Some(src) = src {
             std::fs::copy(&src, tmp.join(f)).ctx(|| format!("copying {}", src.display()))?;

@@ -5,54 +5,113 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::optim::{AdamWConfig, Schedule};
+use super::optim::Schedule;
 use crate::error::{Error, Result};
 
-/// Settings of `cotforge train sft`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
-    /// Peak learning rate.
-    pub lr: f64,
-    pub schedule: Schedule,
-    /// Share of the optimizer steps spent warming up linearly from 0.
-    pub warmup_ratio: f64,
-    /// Passes over the shards (ignored when `max_steps` is set).
-    pub epochs: usize,
-    /// Stop after this many optimizer steps (epochs repeat as needed).
-    pub max_steps: Option<usize>,
-    /// Packs per optimizer step. The loss of a step is the sum of its token losses divided by
-    /// the loss tokens of the whole step, whatever the accumulation.
-    pub packs_per_step: usize,
-    /// Packs per forward pass (run as one row of all their segments); `packs_per_step` is a
-    /// multiple of it, and the steps accumulate `packs_per_step / packs_per_forward` passes.
-    pub packs_per_forward: usize,
-    /// Clip gradients to this global L2 norm (0: no clipping).
-    pub max_grad_norm: f64,
-    pub adamw: AdamWConfig,
-    /// Seeds the data order (and dropout).
-    pub seed: u64,
-    /// `f32` or `bf16` parameters (the optimizer keeps f32 moments and master weights).
-    pub dtype: String,
-    pub freeze: FreezeConfig,
-    /// Learning-rate multipliers of the vision parts (the `vit_lr` / `aligner_lr` of other
-    /// trainers): a vision tower trained from scratch next to a text model needs a smaller
-    /// one, as its patch embedding sums over 1,176 coherent pixel inputs.
-    pub lr_scale: LrScaleConfig,
-    /// Train LoRA adapters on the decoder instead of all its weights (absent: full fine-tune).
-    pub lora: Option<LoraConfig>,
-    /// Save a checkpoint every this many steps (0: only at the end).
-    pub save_every: usize,
-    /// Checkpoints kept (the oldest go first).
-    pub keep_last: usize,
-    /// Recompute decoder layers in the backward pass (`always`) instead of keeping the whole
-    /// graph (`never`); `auto` keeps it when its estimated size fits `graph_budget_mib`.
-    pub recompute: Recompute,
-    pub graph_budget_mib: usize,
-    /// Positions of the output layer per chunk are sized so one chunk of f32 logits takes
-    /// about this many MiB.
-    pub head_chunk_mib: usize,
-    pub eval: Option<EvalConfig>,
+/// Declares a trainer's config struct: its own fields, then the fields every trainer shares
+/// (optimizer, precision, freezing, adapters, checkpoints, memory), each written and documented
+/// once here; and `shared_into`, which copies the shared fields onto a [`TrainConfig`].
+macro_rules! trainer_config {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            /// Peak learning rate.
+            pub lr: f64,
+            pub schedule: $crate::train::optim::Schedule,
+            /// Share of the optimizer steps spent warming up linearly from 0.
+            pub warmup_ratio: f64,
+            /// Clip gradients to this global L2 norm (0: no clipping).
+            pub max_grad_norm: f64,
+            pub adamw: $crate::train::optim::AdamWConfig,
+            /// Seeds the data order (and dropout).
+            pub seed: u64,
+            /// `f32` or `bf16` parameters (the optimizer keeps f32 moments and master weights).
+            pub dtype: String,
+            pub freeze: $crate::train::config::FreezeConfig,
+            /// Learning-rate multipliers of the vision parts (the `vit_lr` / `aligner_lr` of other
+            /// trainers): a vision tower trained from scratch next to a text model needs a smaller
+            /// one, as its patch embedding sums over 1,176 coherent pixel inputs.
+            pub lr_scale: $crate::train::config::LrScaleConfig,
+            /// Train LoRA adapters on the decoder instead of all its weights (absent: full fine-tune).
+            pub lora: Option<$crate::train::config::LoraConfig>,
+            /// Save a checkpoint every this many steps (0: only at the end).
+            pub save_every: usize,
+            /// Checkpoints kept (the oldest go first).
+            pub keep_last: usize,
+            /// Recompute decoder layers in the backward pass (`always`) instead of keeping the whole
+            /// graph (`never`); `auto` keeps it when its estimated size fits `graph_budget_mib`.
+            pub recompute: $crate::train::config::Recompute,
+            pub graph_budget_mib: usize,
+            /// Positions of the output layer per chunk are sized so one chunk of f32 logits takes
+            /// about this many MiB.
+            pub head_chunk_mib: usize,
+        }
+
+        impl $name {
+            /// Copy the fields every trainer shares onto `to`; its other fields stay.
+            pub fn shared_into(&self, to: &mut $crate::train::config::TrainConfig) {
+                to.lr = self.lr;
+                to.schedule = self.schedule;
+                to.warmup_ratio = self.warmup_ratio;
+                to.max_grad_norm = self.max_grad_norm;
+                to.adamw = self.adamw;
+                to.seed = self.seed;
+                to.dtype = self.dtype.clone();
+                to.freeze = self.freeze.clone();
+                to.lr_scale = self.lr_scale;
+                to.lora = self.lora.clone();
+                to.save_every = self.save_every;
+                to.keep_last = self.keep_last;
+                to.recompute = self.recompute;
+                to.graph_budget_mib = self.graph_budget_mib;
+                to.head_chunk_mib = self.head_chunk_mib;
+            }
+        }
+    };
+}
+pub(crate) use trainer_config;
+
+/// A trainer config with the shared fields at the defaults all trainers use; the fields given
+/// (its own, and `lr`, `schedule` and `warmup_ratio`, which differ per trainer) come first.
+macro_rules! with_trainer_defaults {
+    ($name:ident { $($field:ident: $value:expr),* $(,)? }) => {
+        $name {
+            $($field: $value,)*
+            max_grad_norm: 1.0,
+            adamw: $crate::train::optim::AdamWConfig::default(),
+            seed: 0,
+            dtype: "f32".into(),
+            freeze: $crate::train::config::FreezeConfig::default(),
+            lr_scale: $crate::train::config::LrScaleConfig::default(),
+            lora: None,
+            save_every: 0,
+            keep_last: 2,
+            recompute: $crate::train::config::Recompute::Auto,
+            graph_budget_mib: 1024,
+            head_chunk_mib: 256,
+        }
+    };
+}
+pub(crate) use with_trainer_defaults;
+
+trainer_config! {
+    /// Settings of `cotforge train sft`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct TrainConfig {
+        /// Passes over the shards (ignored when `max_steps` is set).
+        pub epochs: usize,
+        /// Stop after this many optimizer steps (epochs repeat as needed).
+        pub max_steps: Option<usize>,
+        /// Packs per optimizer step. The loss of a step is the sum of its token losses divided by
+        /// the loss tokens of the whole step, whatever the accumulation.
+        pub packs_per_step: usize,
+        /// Packs per forward pass (run as one row of all their segments); `packs_per_step` is a
+        /// multiple of it, and the steps accumulate `packs_per_step / packs_per_forward` passes.
+        pub packs_per_forward: usize,
+        pub eval: Option<EvalConfig>,
+    }
 }
 
 /// Activation recomputation policy.
@@ -122,7 +181,12 @@ pub struct LoraConfig {
 
 impl Default for LoraConfig {
     fn default() -> Self {
-        Self { rank: 8, alpha: 16.0, dropout: 0.05, targets: crate::model::lora::TARGETS.iter().map(|t| t.to_string()).collect() }
+        Self {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.05,
+            targets: crate::model::lora::TARGETS.iter().map(|t| t.to_string()).collect(),
+        }
     }
 }
 
@@ -143,7 +207,7 @@ pub struct EvalConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self {
+        with_trainer_defaults!(TrainConfig {
             lr: 1e-5,
             schedule: Schedule::Cosine,
             warmup_ratio: 0.03,
@@ -151,20 +215,8 @@ impl Default for TrainConfig {
             max_steps: None,
             packs_per_step: 8,
             packs_per_forward: 1,
-            max_grad_norm: 1.0,
-            adamw: AdamWConfig::default(),
-            seed: 0,
-            dtype: "f32".into(),
-            freeze: FreezeConfig::default(),
-            lr_scale: LrScaleConfig::default(),
-            lora: None,
-            save_every: 0,
-            keep_last: 2,
-            recompute: Recompute::Auto,
-            graph_budget_mib: 1024,
-            head_chunk_mib: 256,
             eval: None,
-        }
+        })
     }
 }
 
@@ -172,7 +224,8 @@ impl TrainConfig {
     /// Read a config file (relative paths in it are taken from the working directory, as in
     /// pipeline specs).
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Spec(format!("cannot read train config {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Spec(format!("cannot read train config {}: {e}", path.display())))?;
         let cfg = Self::parse(&text).map_err(|e| Error::Spec(format!("{}: {e}", path.display())))?;
         Ok(cfg)
     }
@@ -191,7 +244,10 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return Err(format!("warmup_ratio must be in [0, 1), not {}", self.warmup_ratio));
         }
-        if self.packs_per_step == 0 || self.packs_per_forward == 0 || self.packs_per_step % self.packs_per_forward != 0 {
+        if self.packs_per_step == 0
+            || self.packs_per_forward == 0
+            || !self.packs_per_step.is_multiple_of(self.packs_per_forward)
+        {
             return Err(format!(
                 "packs_per_step ({}) must be a positive multiple of packs_per_forward ({})",
                 self.packs_per_step, self.packs_per_forward

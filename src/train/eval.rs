@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::{CausalLm, GenerateOptions, Prompt};
-use crate::pack::encode::{ChatEncoder, EncodeOptions};
+use crate::tokenize::encode::{ChatEncoder, EncodeOptions};
 
 /// One prompt ready to generate from.
 pub struct EvalPrompt {
@@ -20,16 +20,10 @@ pub struct EvalPrompt {
     pub images: Vec<Vec<u8>>,
 }
 
-/// The tokens generation stops at: the chat template's end of turn and the end of text, where
-/// the tokenizer has them.
-pub fn stop_tokens(tokenizer: &tokenizers::Tokenizer) -> Vec<u32> {
-    ["<|im_end|>", "<|endoftext|>"].iter().filter_map(|t| tokenizer.token_to_id(t)).collect()
-}
-
 /// The curated traces of a run directory, in order.
 pub fn curated_traces(run: &Path) -> Result<Vec<crate::schema::Trace>> {
     let mut traces = Vec::new();
-    crate::pipeline::io::PartReader::open(&run.join("curated"))?.for_each_batch(4096, |df| {
+    crate::io::PartReader::open(&run.join("curated"))?.for_each_batch(4096, |df| {
         traces.extend(crate::schema::traces_from_df(&df)?);
         Ok(())
     })?;
@@ -39,20 +33,21 @@ pub fn curated_traces(run: &Path) -> Result<Vec<crate::schema::Trace>> {
 /// Read up to `limit` prompts with references from a run directory, encoded with the chat
 /// template of `tokenizer` and `system` as the system prompt where a trace has none. Returns
 /// them with the tokenizer (to decode the continuations).
-pub fn load_prompts(run: &Path, tokenizer: &Path, system: Option<String>, model: &CausalLm, limit: Option<usize>) -> Result<(Vec<EvalPrompt>, tokenizers::Tokenizer)> {
+pub fn load_prompts(
+    run: &Path,
+    tokenizer: &Path,
+    system: Option<String>,
+    model: &CausalLm,
+    limit: Option<usize>,
+) -> Result<(Vec<EvalPrompt>, tokenizers::Tokenizer)> {
     let enc = ChatEncoder::from_dir(tokenizer, EncodeOptions { system, ..EncodeOptions::default() })?;
-    let store = crate::ingest::images::ImageStore::open(&run.join("images"))?;
+    let store = crate::store::ImageStore::open(&run.join("images"))?;
     let mut out = Vec::new();
     for t in curated_traces(run)?.into_iter().filter(|t| t.reference.is_some()).take(limit.unwrap_or(usize::MAX)) {
-        let tokens = enc.encode_prompt(&t)?.map_err(|r| Error::Input(format!("{}: trace {}: {}: {}", run.display(), t.id, r.reason, r.detail)))?;
         let images = t.images.iter().map(|im| store.get(&im.id)).collect::<Result<Vec<_>>>()?;
-        let pixel_values = model.pixel_values_for(&images, &tokens.grids, &format!("trace {}", t.id))?;
-        out.push(EvalPrompt {
-            id: t.id.clone(),
-            prompt: Prompt { ids: tokens.ids, pixel_values, grids: tokens.grids },
-            reference: t.reference.clone().unwrap_or_default(),
-            images,
-        });
+        let prompt = crate::rollout::trace_prompt(&enc, model, &t, &images)?
+            .map_err(|r| Error::Input(format!("{}: trace {}: {}: {}", run.display(), t.id, r.reason, r.detail)))?;
+        out.push(EvalPrompt { id: t.id.clone(), prompt, reference: t.reference.clone().unwrap_or_default(), images });
     }
     Ok((out, enc.tokenizer))
 }
@@ -92,29 +87,40 @@ pub struct GenResult {
 
 /// Greedy continuations of the prompts, `batch` at a time, stopped at the tokenizer's end of
 /// turn, verified against the references.
-pub fn accuracy(model: &CausalLm, tokenizer: &tokenizers::Tokenizer, prompts: &[EvalPrompt], max_new_tokens: usize, batch: usize) -> Result<GenReport> {
-    let stop = stop_tokens(tokenizer);
+pub fn accuracy(
+    model: &CausalLm,
+    tokenizer: &tokenizers::Tokenizer,
+    prompts: &[EvalPrompt],
+    max_new_tokens: usize,
+    batch: usize,
+) -> Result<GenReport> {
+    let stop = crate::tokenize::stop_tokens(tokenizer);
     let opts = GenerateOptions { max_new_tokens, stop: stop.clone(), ..GenerateOptions::default() };
-    let mut report = GenReport { prompts: prompts.len(), correct: 0, accuracy: 0.0, truncated: 0, mean_new_tokens: 0.0, results: Vec::new() };
+    let mut report = GenReport {
+        prompts: prompts.len(),
+        correct: 0,
+        accuracy: 0.0,
+        truncated: 0,
+        mean_new_tokens: 0.0,
+        results: Vec::new(),
+    };
     let mut total_new = 0usize;
     for chunk in prompts.chunks(batch.max(1)) {
         let ps: Vec<Prompt> = chunk.iter().map(|p| p.prompt.clone()).collect();
         let outs = model.generate(&ps, &opts)?;
         for (p, out) in chunk.iter().zip(outs) {
             total_new += out.len();
-            let truncated = !out.last().is_some_and(|t| stop.contains(t));
-            report.truncated += truncated as usize;
-            let text = tokenizer.decode(&out, true).map_err(|e| Error::Run(format!("decoding: {e}")))?;
-            let v = crate::verify::verify(&p.reference, &text);
-            report.correct += v.equal as usize;
+            let a = crate::rollout::judge(tokenizer, &stop, &p.reference, &out)?;
+            report.truncated += a.truncated as usize;
+            report.correct += a.correct as usize;
             report.results.push(GenResult {
                 id: p.id.clone(),
                 reference: p.reference.clone(),
-                extracted: v.pred_extracted,
-                correct: v.equal,
+                extracted: a.extracted,
+                correct: a.correct,
                 new_tokens: out.len(),
-                truncated,
-                text,
+                truncated: a.truncated,
+                text: a.text,
             });
         }
     }

@@ -51,7 +51,8 @@ pub fn group_advantages(rewards: &[f64], group: usize, std_normalize: bool, eps:
         }
         let n = g.len() as f64;
         let mean = g.iter().sum::<f64>() / n;
-        let std = if g.len() > 1 { (g.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+        let std =
+            if g.len() > 1 { (g.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
         for r in g {
             let centred = r - mean;
             out.push(if std_normalize { centred / (std + eps) } else { centred });
@@ -80,11 +81,7 @@ pub fn ppo_token(logp: f64, old: f64, adv: f64, clip: Clip) -> (f64, f64, bool) 
     let r = (logp - old).exp();
     let rc = r.clamp(1.0 - clip.low, 1.0 + clip.high);
     let (unclipped, clipped) = (r * adv, rc * adv);
-    if clipped < unclipped {
-        (-clipped, 0.0, true)
-    } else {
-        (-unclipped, -unclipped, false)
-    }
+    if clipped < unclipped { (-clipped, 0.0, true) } else { (-unclipped, -unclipped, false) }
 }
 
 /// The k3 estimator of KL(policy || reference) at one token, `exp(ref - logp) - (ref - logp)

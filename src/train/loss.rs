@@ -47,7 +47,14 @@ pub fn chunk_rows(vocab: usize, budget_bytes: usize) -> usize {
 /// The head over hidden states `h` (N, hidden) of the loss positions (a graph tensor when
 /// `coef` is given) against `targets` (N), with head weight `w` (vocab, hidden). Returns the
 /// per-position log-probabilities (and entropies when asked), and with `coef` the gradients.
-pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<Coef>, entropy: bool, chunk: usize) -> Result<(HeadOutput, Option<HeadGrads>)> {
+pub fn head(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &[u32],
+    coef: Option<Coef>,
+    entropy: bool,
+    chunk: usize,
+) -> Result<(HeadOutput, Option<HeadGrads>)> {
     let n = h.dim(0).map_err(ce)?;
     if targets.len() != n {
         return Err(Error::Run(format!("loss: {n} positions, {} targets", targets.len())));
@@ -76,7 +83,8 @@ pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<Coef>, entropy
             let lse = z.log()?; // of the shifted logits
             let picked = shifted.gather(&t.unsqueeze(1)?, 1)?;
             let logp = (picked - &lse)?.squeeze(1)?.to_vec1::<f32>()?;
-            let coefs: Option<Vec<f32>> = coef.map(|f| logp.iter().enumerate().map(|(i, &lp)| f(start + i, lp)).collect());
+            let coefs: Option<Vec<f32>> =
+                coef.map(|f| logp.iter().enumerate().map(|(i, &lp)| f(start + i, lp)).collect());
             out.logp.extend(logp);
             if entropy {
                 // entropy = lse - sum(p * shifted) = lse - sum(e * shifted) / z
@@ -109,7 +117,11 @@ pub fn head(h: &Tensor, w: &Tensor, targets: &[u32], coef: Option<Coef>, entropy
     }
     let grads = match dw {
         Some(weight) => {
-            let dh = if dh_parts.is_empty() { hd.zeros_like().map_err(ce)? } else { Tensor::cat(&dh_parts, 0).map_err(ce)? };
+            let dh = if dh_parts.is_empty() {
+                hd.zeros_like().map_err(ce)?
+            } else {
+                Tensor::cat(&dh_parts, 0).map_err(ce)?
+            };
             let surrogate = (h * dh.to_dtype(h.dtype()).map_err(ce)?).and_then(|x| x.sum_all()).map_err(ce)?;
             Some(HeadGrads { surrogate, weight })
         }

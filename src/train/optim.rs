@@ -96,10 +96,14 @@ impl AdamW {
         let mut slots = BTreeMap::new();
         for (name, var) in vars {
             let t = var.as_tensor();
-            let master = if t.dtype() == DType::F32 { None } else { Some(t.detach().to_dtype(DType::F32).map_err(ce)?) };
+            let master =
+                if t.dtype() == DType::F32 { None } else { Some(t.detach().to_dtype(DType::F32).map_err(ce)?) };
             // separate storage for each moment: the CPU update writes them in place
             let z = || Tensor::zeros(t.shape(), DType::F32, t.device()).map_err(ce);
-            slots.insert(name.clone(), Slot { var: var.clone(), master, m: z()?, v: z()?, decay: decays(var), lr_scale: 1.0 });
+            slots.insert(
+                name.clone(),
+                Slot { var: var.clone(), master, m: z()?, v: z()?, decay: decays(var), lr_scale: 1.0 },
+            );
         }
         Ok(Self { cfg, slots, steps: 0 })
     }
@@ -140,7 +144,12 @@ impl AdamW {
                     };
                     s.m.inplace_op2(&g, &fused::Moment { beta: c.beta1 as f32, scale: scale as f32, square: false })?;
                     s.v.inplace_op2(&g, &fused::Moment { beta: c.beta2 as f32, scale: scale as f32, square: true })?;
-                    let update = fused::Update { decay: decay as f32, step: (lr / bc1) as f32, bc2_sqrt: bc2.sqrt() as f32, eps: c.eps as f32 };
+                    let update = fused::Update {
+                        decay: decay as f32,
+                        step: (lr / bc1) as f32,
+                        bc2_sqrt: bc2.sqrt() as f32,
+                        eps: c.eps as f32,
+                    };
                     p.inplace_op3(&s.m, &s.v, &update)?;
                     if s.master.is_some() {
                         s.var.set(&p.to_dtype(s.var.dtype())?)?;
@@ -191,7 +200,10 @@ impl AdamW {
             let get = |k: String| -> Result<Tensor> {
                 let t = tensors.get(&k).ok_or_else(|| Error::Input(format!("optimizer state: no tensor `{k}`")))?;
                 if t.dims() != dims.as_slice() {
-                    return Err(Error::Input(format!("optimizer state: `{k}` has shape {:?}, the model needs {dims:?}", t.dims())));
+                    return Err(Error::Input(format!(
+                        "optimizer state: `{k}` has shape {:?}, the model needs {dims:?}",
+                        t.dims()
+                    )));
                 }
                 t.to_device(&device).map_err(ce)
             };
@@ -306,10 +318,23 @@ mod fused {
             "adamw-update"
         }
 
-        fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<()> {
+        fn cpu_fwd(
+            &self,
+            s1: &mut CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+            s3: &CpuStorage,
+            l3: &Layout,
+        ) -> candle_core::Result<()> {
             let (p, m, v) = (slice_mut(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
             if p.len() != m.len() || p.len() != v.len() {
-                candle_core::bail!("fused AdamW: parameter of {} values, moments of {} and {}", p.len(), m.len(), v.len());
+                candle_core::bail!(
+                    "fused AdamW: parameter of {} values, moments of {} and {}",
+                    p.len(),
+                    m.len(),
+                    v.len()
+                );
             }
             let (decay, step, bc2_sqrt, eps) = (self.decay, self.step, self.bc2_sqrt, self.eps);
             p.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK))).for_each(|(p, (m, v))| {

@@ -18,60 +18,46 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{FreezeConfig, LoraConfig, LrScaleConfig, Recompute, TrainConfig};
+use super::checkpoint;
+use super::config::TrainConfig;
 use super::eval::EvalPrompt;
 use super::grpo::{Aggregation, Clip, degenerate, group_advantages, token_coef, token_term};
-use super::optim::{AdamWConfig, Schedule, clip_factor, global_norm, lr_factor};
-use super::sft::{Row, TrainState, Trainer, row_logps};
-use super::checkpoint;
+use super::optim::{Schedule, clip_factor, global_norm, lr_factor};
+use super::trainer::{Row, TrainState, Trainer, row_logps};
 use crate::error::{Context, Error, Result};
 use crate::model::{CausalLm, GenerateOptions};
 
-/// Settings of `cotforge train rl` (`rl.yaml`). Every field has a default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct RlConfig {
-    /// Rollout-and-update steps.
-    pub steps: usize,
-    pub prompts_per_step: usize,
-    /// Continuations per prompt (G).
-    pub group_size: usize,
-    pub temperature: f64,
-    pub top_p: f64,
-    pub max_new_tokens: usize,
-    /// System prompt for prompts without one (default: none, the template's own).
-    pub system: Option<String>,
-    pub reward: RewardConfig,
-    /// Divide advantages by their group's standard deviation (false: only centre them).
-    pub std_normalize: bool,
-    pub clip_low: f64,
-    pub clip_high: f64,
-    pub aggregation: Aggregation,
-    /// Weight of the k3 KL to the frozen starting model (0: no reference model is loaded).
-    pub beta: f64,
-    /// Drop groups whose rewards are all equal.
-    pub dynamic_sampling: bool,
-    /// Optimizer steps on each rollout batch (the old log-probabilities stay those of the
-    /// policy that sampled it).
-    pub updates_per_batch: usize,
-    /// Row length the update packs sequences into.
-    pub pack_length: usize,
-    pub lr: f64,
-    pub schedule: Schedule,
-    pub warmup_ratio: f64,
-    pub max_grad_norm: f64,
-    pub adamw: AdamWConfig,
-    pub seed: u64,
-    pub dtype: String,
-    pub freeze: FreezeConfig,
-    /// Learning-rate multipliers of the vision parts, as in SFT.
-    pub lr_scale: LrScaleConfig,
-    pub lora: Option<LoraConfig>,
-    pub save_every: usize,
-    pub keep_last: usize,
-    pub recompute: Recompute,
-    pub graph_budget_mib: usize,
-    pub head_chunk_mib: usize,
+super::config::trainer_config! {
+    /// Settings of `cotforge train rl` (`rl.yaml`). Every field has a default.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct RlConfig {
+        /// Rollout-and-update steps.
+        pub steps: usize,
+        pub prompts_per_step: usize,
+        /// Continuations per prompt (G).
+        pub group_size: usize,
+        pub temperature: f64,
+        pub top_p: f64,
+        pub max_new_tokens: usize,
+        /// System prompt for prompts without one (default: none, the template's own).
+        pub system: Option<String>,
+        pub reward: RewardConfig,
+        /// Divide advantages by their group's standard deviation (false: only centre them).
+        pub std_normalize: bool,
+        pub clip_low: f64,
+        pub clip_high: f64,
+        pub aggregation: Aggregation,
+        /// Weight of the k3 KL to the frozen starting model (0: no reference model is loaded).
+        pub beta: f64,
+        /// Drop groups whose rewards are all equal.
+        pub dynamic_sampling: bool,
+        /// Optimizer steps on each rollout batch (the old log-probabilities stay those of the
+        /// policy that sampled it).
+        pub updates_per_batch: usize,
+        /// Row length the update packs sequences into.
+        pub pack_length: usize,
+    }
 }
 
 /// The JSON Schema of RL configs, as committed in `schemas/rl-config.schema.json`.
@@ -113,7 +99,7 @@ impl Default for RewardConfig {
 
 impl Default for RlConfig {
     fn default() -> Self {
-        Self {
+        super::config::with_trainer_defaults!(RlConfig {
             steps: 100,
             prompts_per_step: 8,
             group_size: 8,
@@ -133,25 +119,14 @@ impl Default for RlConfig {
             lr: 1e-6,
             schedule: Schedule::Constant,
             warmup_ratio: 0.0,
-            max_grad_norm: 1.0,
-            adamw: AdamWConfig::default(),
-            seed: 0,
-            dtype: "f32".into(),
-            freeze: FreezeConfig::default(),
-            lr_scale: LrScaleConfig::default(),
-            lora: None,
-            save_every: 0,
-            keep_last: 2,
-            recompute: Recompute::Auto,
-            graph_budget_mib: 1024,
-            head_chunk_mib: 256,
-        }
+        })
     }
 }
 
 impl RlConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Spec(format!("cannot read rl config {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Spec(format!("cannot read rl config {}: {e}", path.display())))?;
         Self::parse(&text).map_err(|e| Error::Spec(format!("{}: {e}", path.display())))
     }
 
@@ -174,43 +149,41 @@ impl RlConfig {
             return Err(format!("{name} must be at least 1"));
         }
         if !(self.temperature >= 0.0 && self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(format!("temperature must be >= 0 and top_p in (0, 1], not {} and {}", self.temperature, self.top_p));
+            return Err(format!(
+                "temperature must be >= 0 and top_p in (0, 1], not {} and {}",
+                self.temperature, self.top_p
+            ));
         }
         if !(self.clip_low >= 0.0 && self.clip_low < 1.0 && self.clip_high >= 0.0) {
-            return Err(format!("clip_low must be in [0, 1) and clip_high >= 0, not {} and {}", self.clip_low, self.clip_high));
+            return Err(format!(
+                "clip_low must be in [0, 1) and clip_high >= 0, not {} and {}",
+                self.clip_low, self.clip_high
+            ));
         }
         if !(self.beta >= 0.0 && self.beta.is_finite()) {
             return Err(format!("beta must be a non-negative number, not {}", self.beta));
         }
-        if self.reward.overlong == Overlong::Penalty && (self.reward.overlong_window == 0 || self.reward.overlong_window > self.max_new_tokens) {
-            return Err(format!("reward.overlong_window must be in [1, max_new_tokens = {}] for the penalty", self.max_new_tokens));
+        if self.reward.overlong == Overlong::Penalty
+            && (self.reward.overlong_window == 0 || self.reward.overlong_window > self.max_new_tokens)
+        {
+            return Err(format!(
+                "reward.overlong_window must be in [1, max_new_tokens = {}] for the penalty",
+                self.max_new_tokens
+            ));
         }
         self.train_config().check()
     }
 
     /// The trainer's settings (optimizer, dtype, freezing, LoRA, recomputation, checkpoints).
     pub fn train_config(&self) -> TrainConfig {
-        TrainConfig {
-            lr: self.lr,
-            schedule: self.schedule,
-            warmup_ratio: self.warmup_ratio,
+        let mut t = TrainConfig {
             max_steps: Some(self.steps * self.updates_per_batch),
             packs_per_step: 1,
             packs_per_forward: 1,
-            max_grad_norm: self.max_grad_norm,
-            adamw: self.adamw,
-            seed: self.seed,
-            dtype: self.dtype.clone(),
-            freeze: self.freeze.clone(),
-            lr_scale: self.lr_scale,
-            lora: self.lora.clone(),
-            save_every: self.save_every,
-            keep_last: self.keep_last,
-            recompute: self.recompute,
-            graph_budget_mib: self.graph_budget_mib,
-            head_chunk_mib: self.head_chunk_mib,
             ..TrainConfig::default()
-        }
+        };
+        self.shared_into(&mut t);
+        t
     }
 }
 
@@ -276,17 +249,23 @@ pub struct StepStats {
 }
 
 /// Score the responses of a step (`prompts` in order, `g` responses each, prompt-major).
-pub fn score(cfg: &RlConfig, prompts: &[&EvalPrompt], outs: Vec<Vec<u32>>, stop: &[u32], tokenizer: &tokenizers::Tokenizer) -> Result<Vec<Rollout>> {
+pub fn score(
+    cfg: &RlConfig,
+    prompts: &[&EvalPrompt],
+    outs: Vec<Vec<u32>>,
+    stop: &[u32],
+    tokenizer: &tokenizers::Tokenizer,
+) -> Result<Vec<Rollout>> {
     let g = cfg.group_size;
     outs.into_iter()
         .enumerate()
         .map(|(k, tokens)| {
             let p = prompts[k / g];
-            let truncated = !tokens.last().is_some_and(|t| stop.contains(t));
-            let text = tokenizer.decode(&tokens, true).map_err(|e| Error::Run(format!("decoding: {e}")))?;
-            let correct = crate::verify::verify(&p.reference, &text).equal;
+            let crate::rollout::Answer { text, truncated, correct, .. } =
+                crate::rollout::judge(tokenizer, stop, &p.reference, &tokens)?;
             let format = has_format(&text);
-            let mut reward = cfg.reward.accuracy * f64::from(u8::from(correct)) + cfg.reward.format * f64::from(u8::from(format));
+            let mut reward =
+                cfg.reward.accuracy * f64::from(u8::from(correct)) + cfg.reward.format * f64::from(u8::from(format));
             if cfg.reward.overlong == Overlong::Penalty {
                 reward += overlong_penalty(tokens.len(), truncated, cfg.max_new_tokens, cfg.reward.overlong_window);
             }
@@ -306,15 +285,21 @@ struct RowData {
 
 /// Pack the kept rollouts into update rows (the SFT packer, `pack_length` tokens a row) with
 /// each token's advantage and aggregation weight.
-fn update_rows(cfg: &RlConfig, prompts: &[&EvalPrompt], rollouts: &[&Rollout], adv: &[f64]) -> Vec<(Row, Vec<f64>, Vec<f64>)> {
-    let lens: Vec<u32> = rollouts.iter().map(|r| (prompts[r.prompt].prompt.ids.len() + r.tokens.len()) as u32).collect();
+fn update_rows(
+    cfg: &RlConfig,
+    prompts: &[&EvalPrompt],
+    rollouts: &[&Rollout],
+    adv: &[f64],
+) -> Vec<(Row, Vec<f64>, Vec<f64>)> {
+    let lens: Vec<u32> =
+        rollouts.iter().map(|r| (prompts[r.prompt].prompt.ids.len() + r.tokens.len()) as u32).collect();
     let loss_lens: Vec<usize> = rollouts
         .iter()
         .map(|r| if cfg.reward.overlong == Overlong::Filter && r.truncated { 0 } else { r.tokens.len() })
         .collect();
     let weights = cfg.aggregation.weights(&loss_lens);
     let capacity = lens.iter().copied().max().unwrap_or(1).max(cfg.pack_length as u32);
-    let packing = crate::pack::bfd::best_fit_decreasing(&lens, capacity, None);
+    let packing = crate::shards::bfd::best_fit_decreasing(&lens, capacity, None);
     packing
         .packs
         .iter()
@@ -371,7 +356,7 @@ pub struct RlSummary {
 /// The prompt order of an epoch: a seeded permutation.
 fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
-    let mut rng = crate::synth::rng::Rng::for_item(seed, 0x726c_6f72, epoch);
+    let mut rng = crate::rng::Rng::for_item(seed, 0x726c_6f72, epoch);
     for i in (1..n).rev() {
         idx.swap(i, rng.below(i + 1));
     }
@@ -393,12 +378,12 @@ pub fn run(args: &RlArgs) -> Result<RlSummary> {
     let base_fingerprint = if cfg.lora.is_some() { Some(checkpoint::model_fingerprint(&args.model)?) } else { None };
     let state = match &resumed {
         Some(dir) => {
-            let st = checkpoint::read_state(dir)?;
+            let st = checkpoint::read_state_for(dir, &args.model, &base_fingerprint)?;
             if st.rl.as_ref() != Some(&rl_json) {
-                return Err(Error::Input(format!("{}: the checkpoint's rl config differs from this one; resume with the same config", dir.display())));
-            }
-            if st.base_model_blake3 != base_fingerprint {
-                return Err(Error::Input(format!("{}: the LoRA checkpoint was trained on another base model than {}", dir.display(), args.model.display())));
+                return Err(Error::Input(format!(
+                    "{}: the checkpoint's rl config differs from this one; resume with the same config",
+                    dir.display()
+                )));
             }
             Some(st)
         }
@@ -414,8 +399,10 @@ pub fn run(args: &RlArgs) -> Result<RlSummary> {
         _ => args.model.clone(),
     };
     let model = CausalLm::load(&model_dir, tcfg.candle_dtype(), &device)?;
-    let reference = if cfg.beta > 0.0 { Some(CausalLm::load(&args.model, tcfg.candle_dtype(), &device)?) } else { None };
-    let (prompts, tokenizer) = super::eval::load_prompts(&args.prompts, &tok_dir, cfg.system.clone(), &model, args.limit)?;
+    let reference =
+        if cfg.beta > 0.0 { Some(CausalLm::load(&args.model, tcfg.candle_dtype(), &device)?) } else { None };
+    let (prompts, tokenizer) =
+        super::eval::load_prompts(&args.prompts, &tok_dir, cfg.system.clone(), &model, args.limit)?;
     if prompts.is_empty() {
         return Err(Error::Input(format!("{}: no prompts with a reference", args.prompts.display())));
     }
@@ -435,10 +422,10 @@ pub fn run(args: &RlArgs) -> Result<RlSummary> {
         step = st.step;
         super::sft::truncate_metrics(&metrics, step)?;
     }
-    let stop = super::eval::stop_tokens(&tokenizer);
+    let stop = crate::tokenize::stop_tokens(&tokenizer);
     let total_updates = cfg.steps * cfg.updates_per_batch;
     let warmup = (cfg.warmup_ratio * total_updates as f64).ceil() as usize;
-    let bar = super::sft::step_bar(args.progress, cfg.steps as u64, "train rl");
+    let bar = crate::progress::bar(args.progress, Some(cfg.steps as u64), "train rl", "steps");
     bar.set_position(step as u64);
     let mut last = StepStats::default();
     let mut checkpoint_dir = resumed.clone();
@@ -456,7 +443,18 @@ pub fn run(args: &RlArgs) -> Result<RlSummary> {
             let idx = order.as_ref().map_or(0, |(_, o)| o[k % n]);
             batch.push(&prompts[idx]);
         }
-        let stats = rl_step(&mut trainer, cfg, step, &batch, &stop, &tokenizer, reference.as_ref(), chunk, warmup, total_updates)?;
+        let stats = rl_step(
+            &mut trainer,
+            cfg,
+            step,
+            &batch,
+            &stop,
+            &tokenizer,
+            reference.as_ref(),
+            chunk,
+            warmup,
+            total_updates,
+        )?;
         step += 1;
         let mut line = serde_json::to_value(&stats).map_err(|e| Error::Run(format!("metrics: {e}")))?;
         line["step"] = step.into();
@@ -468,7 +466,7 @@ pub fn run(args: &RlArgs) -> Result<RlSummary> {
         let done = step == cfg.steps;
         if done || (cfg.save_every > 0 && step % cfg.save_every == 0) {
             let st = TrainState {
-                format: super::sft::STATE_FORMAT.into(),
+                format: super::trainer::STATE_FORMAT.into(),
                 step,
                 total_steps: cfg.steps,
                 epoch: (step * cfg.prompts_per_step) / n,
@@ -531,7 +529,9 @@ fn rl_step(
         ..StepStats::default()
     };
     // dynamic sampling: groups with one reward for all carry no advantage
-    let keep: Vec<usize> = (0..rollouts.len()).filter(|&k| !(cfg.dynamic_sampling && degenerate(&rewards[k / g * g..k / g * g + g]))).collect();
+    let keep: Vec<usize> = (0..rollouts.len())
+        .filter(|&k| !(cfg.dynamic_sampling && degenerate(&rewards[k / g * g..k / g * g + g])))
+        .collect();
     stats.groups_kept = keep.len() / g;
     let kept: Vec<&Rollout> = keep.iter().map(|&k| &rollouts[k]).collect();
     let kept_adv: Vec<f64> = keep.iter().map(|&k| adv[k]).collect();
@@ -558,7 +558,14 @@ fn rl_step(
         for d in &rows {
             let terms = std::cell::RefCell::new(Vec::with_capacity(d.old.len()));
             let f = |i: usize, lp: f32| -> f32 {
-                let term = token_term(f64::from(lp), f64::from(d.old[i]), d.reference.as_ref().map(|r| f64::from(r[i])), d.adv[i], clip, cfg.beta);
+                let term = token_term(
+                    f64::from(lp),
+                    f64::from(d.old[i]),
+                    d.reference.as_ref().map(|r| f64::from(r[i])),
+                    d.adv[i],
+                    clip,
+                    cfg.beta,
+                );
                 terms.borrow_mut().push((term, d.weight[i]));
                 token_coef(&term, d.weight[i])
             };

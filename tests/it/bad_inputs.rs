@@ -50,10 +50,8 @@ fn wrong_column_type_names_file_column_and_type() {
 #[test]
 fn missing_mapped_column_lists_the_columns_there_are() {
     let tmp = tempfile::tempdir().unwrap();
-    let (code, err) = run_cli(
-        tmp.path(),
-        &hf_input(&fixture("layouts/hf/train.parquet"), "{prompt: question, response: answer}"),
-    );
+    let (code, err) =
+        run_cli(tmp.path(), &hf_input(&fixture("layouts/hf/train.parquet"), "{prompt: question, response: answer}"));
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("train.parquet") && err.contains("`question` (mapped to prompt) not found"), "{err}");
     assert!(err.contains("problem"), "lists the real columns: {err}");
@@ -88,7 +86,10 @@ fn corrupt_png_goes_to_the_ledger_with_its_reason() {
     ])
     .unwrap();
     ParquetWriter::new(std::fs::File::create(&p).unwrap()).finish(&mut df).unwrap();
-    let spec = write_spec(tmp.path(), &hf_input(&p.display().to_string(), "{prompt: problem, response: answer, images: images}"));
+    let spec = write_spec(
+        tmp.path(),
+        &hf_input(&p.display().to_string(), "{prompt: problem, response: answer, images: images}"),
+    );
     let out = tmp.path().join("run");
     let stats = run(&spec, &out, None);
     assert_eq!(stats.rows_out, 1);
@@ -122,7 +123,8 @@ fn bad_rows_in_jsonl_are_quarantined_with_line_and_field() {
     assert_eq!(stats.rows_in, 5);
     assert_eq!(stats.rows_out, 1);
     let led = ledger(&out);
-    let got: Vec<(String, String)> = led.iter().map(|e| (e.origin.rsplit(':').next().unwrap().to_string(), e.reason.clone())).collect();
+    let got: Vec<(String, String)> =
+        led.iter().map(|e| (e.origin.rsplit(':').next().unwrap().to_string(), e.reason.clone())).collect();
     assert_eq!(
         got,
         vec![

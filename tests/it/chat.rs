@@ -1,7 +1,7 @@
 //! Chat-template parity with Hugging Face `transformers` (`apply_chat_template`) on the
 //! bundled Qwen2.5 tokenizer: fixtures made by `fixtures/make_chat_fixtures.py`.
 
-use cotforge::pack::template::{ChatTemplate, Message};
+use cotforge::tokenize::template::{ChatTemplate, Message};
 
 use crate::common::repo;
 
@@ -40,12 +40,23 @@ fn template_errors_are_clear() {
     let err = raising.render(&[], false, &serde_json::Map::new()).unwrap_err().to_string();
     assert!(err.contains("roles must alternate"), "{err}");
     // Python string methods, as transformers' templates use them
-    let py = ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}|{{ 'a-b'.split('-') | join(',') }}".into(), None, None).unwrap();
+    let py = ChatTemplate::new(
+        "{{ messages[0]['content'].strip().upper() }}|{{ 'a-b'.split('-') | join(',') }}".into(),
+        None,
+        None,
+    )
+    .unwrap();
     let m: Vec<Message> = serde_json::from_str(r#"[{"role": "user", "content": "  hi  "}]"#).unwrap();
     assert_eq!(py.render(&m, false, &serde_json::Map::new()).unwrap(), "HI|a,b");
     // loop controls, and tojson as transformers writes it (Python's json.dumps layout, key order kept)
-    let ctl = ChatTemplate::new("{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}{{ m | tojson }}{% endfor %}".into(), None, None).unwrap();
-    let m: Vec<Message> = serde_json::from_str(r#"[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]"#).unwrap();
+    let ctl = ChatTemplate::new(
+        "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}{{ m | tojson }}{% endfor %}".into(),
+        None,
+        None,
+    )
+    .unwrap();
+    let m: Vec<Message> =
+        serde_json::from_str(r#"[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]"#).unwrap();
     assert_eq!(ctl.render(&m, false, &serde_json::Map::new()).unwrap(), r#"{"role": "user", "content": "a"}"#);
 }
 
@@ -62,7 +73,7 @@ fn mask_of(spans: &[(u32, u32)], n: usize) -> Vec<u8> {
 
 #[test]
 fn encoded_ids_assistant_masks_and_image_tokens_match_transformers() {
-    use cotforge::pack::encode::{ChatEncoder, EncodeOptions};
+    use cotforge::tokenize::encode::{ChatEncoder, EncodeOptions};
     let dir = repo().join("fixtures/tokenizers/qwen2.5");
     let text = std::fs::read_to_string(repo().join("tests/data/chat/conversations.jsonl")).unwrap();
     let (mut n, mut masked, mut images) = (0, 0, 0);
@@ -78,7 +89,8 @@ fn encoded_ids_assistant_masks_and_image_tokens_match_transformers() {
         if case["add_generation_prompt"].as_bool().unwrap() {
             continue; // prompts only: nothing to train on
         }
-        let ints = |k: &str| -> Vec<u32> { case[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect() };
+        let ints =
+            |k: &str| -> Vec<u32> { case[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect() };
         let sizes: Vec<(u32, u32)> = case["image_sizes"]
             .as_array()
             .unwrap()
@@ -112,10 +124,13 @@ fn encoded_ids_assistant_masks_and_image_tokens_match_transformers() {
 
 #[test]
 fn fast_token_ranges_equal_the_tokenizers_tracked_offsets() {
-    use cotforge::pack::encode::{ChatEncoder, EncodeOptions};
+    use cotforge::tokenize::encode::{ChatEncoder, EncodeOptions};
     let enc = ChatEncoder::from_dir(&repo().join("fixtures/tokenizers/qwen2.5"), EncodeOptions::default()).unwrap();
     let text = std::fs::read_to_string(repo().join("tests/data/chat/conversations.jsonl")).unwrap();
-    let mut texts: Vec<String> = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string()).collect();
+    let mut texts: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+        .collect();
     // NFC changes these (decomposed accents, a compatibility-free composition): the fast path must notice
     texts.push("Cafe\u{301} and e\u{301}le\u{300}ve<|im_end|>\n".to_string());
     texts.push("mixed 求 🙂 \u{0915}\u{094D}\u{0937} end".to_string());

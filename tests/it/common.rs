@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use cotforge::io::{PartReader, parquet_files};
 use cotforge::pipeline::{self, RunOptions, RunStats};
-use cotforge::pipeline::io::{PartReader, parquet_files};
 use cotforge::schema::{self, LedgerEntry, Trace};
 use polars::prelude::*;
 

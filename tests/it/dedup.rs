@@ -67,12 +67,8 @@ fn dropped_by(led: &[LedgerEntry], stage: &str) -> BTreeMap<u64, LedgerEntry> {
 #[test]
 fn planted_near_duplicates_shared_images_and_contamination_are_found() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = corpus(
-        tmp.path(),
-        2500,
-        5,
-        "exact_duplicate=0.03,near_duplicate=0.06,shared_image=0.05,contamination=0.04",
-    );
+    let data =
+        corpus(tmp.path(), 2500, 5, "exact_duplicate=0.03,near_duplicate=0.06,shared_image=0.05,contamination=0.04");
     let labels = synth_labels(&data);
     let kind = |r: u64| labels.get(&r).map(|l| l.0.as_str()).unwrap_or("clean");
     let stages = format!("{}  - dedup.minhash: {{}}\n  - dedup.image: {{}}\n", bench_stage(&data, ""));
@@ -82,14 +78,19 @@ fn planted_near_duplicates_shared_images_and_contamination_are_found() {
     let led = ledger(&out);
     let kept = curated(&out);
     // every row's id, kept or dropped
-    let mut id_of_row: BTreeMap<u64, String> = kept.iter().map(|t| (t.origin.rsplit('#').next().unwrap().parse().unwrap(), t.id.clone())).collect();
+    let mut id_of_row: BTreeMap<u64, String> =
+        kept.iter().map(|t| (t.origin.rsplit('#').next().unwrap().parse().unwrap(), t.id.clone())).collect();
     id_of_row.extend(led.iter().map(|e| (row_of(e), e.id.clone().unwrap())));
 
     // decontamination: every planted copy of a benchmark item, and nothing else
     let contam = dropped_by(&led, "decontaminate");
     let planted: BTreeSet<u64> = labels.iter().filter(|(_, l)| l.0 == "contamination").map(|(r, _)| *r).collect();
     assert!(planted.len() >= 60, "{} planted", planted.len());
-    assert_eq!(contam.keys().copied().collect::<BTreeSet<_>>(), planted, "contaminated rows differ from the planted ones");
+    assert_eq!(
+        contam.keys().copied().collect::<BTreeSet<_>>(),
+        planted,
+        "contaminated rows differ from the planted ones"
+    );
     for e in contam.values() {
         assert_eq!(e.reason, "contaminated");
         assert!(e.detail.contains("synthbench") && e.detail.contains("image"), "{}", e.detail);
@@ -112,7 +113,12 @@ fn planted_near_duplicates_shared_images_and_contamination_are_found() {
     let tp = near.iter().filter(|(r, e)| is_dup(kind(**r)) || genuine(**r, e)).count();
     let precision = tp as f64 / near.len() as f64;
     let recall = planted.iter().filter(|r| near.contains_key(r)).count() as f64 / planted.len() as f64;
-    let wrong: Vec<_> = near.iter().filter(|(r, e)| !is_dup(kind(**r)) && !genuine(**r, e)).take(5).map(|(r, e)| (r, kind(*r), e.detail.clone())).collect();
+    let wrong: Vec<_> = near
+        .iter()
+        .filter(|(r, e)| !is_dup(kind(**r)) && !genuine(**r, e))
+        .take(5)
+        .map(|(r, e)| (r, kind(*r), e.detail.clone()))
+        .collect();
     assert!(precision >= 0.95, "near-duplicate precision {precision:.3}: {wrong:?}");
     assert!(recall >= 0.95, "near-duplicate recall {recall:.3}");
     // the kept row is the planted source, first in input order
@@ -130,7 +136,12 @@ fn planted_near_duplicates_shared_images_and_contamination_are_found() {
     let planted: Vec<u64> = labels.iter().filter(|(_, l)| l.0 == "shared_image").map(|(r, _)| *r).collect();
     let caught = |r: &u64| img.contains_key(r) || near.get(r).is_some_and(|e| genuine(*r, e));
     let recall = planted.iter().filter(|r| caught(r)).count() as f64 / planted.len() as f64;
-    let missed: Vec<_> = planted.iter().filter(|r| !caught(r)).map(|r| led.iter().find(|e| row_of(e) == *r).map(|e| (e.stage.clone(), e.detail.clone()))).take(6).collect();
+    let missed: Vec<_> = planted
+        .iter()
+        .filter(|r| !caught(r))
+        .map(|r| led.iter().find(|e| row_of(e) == *r).map(|e| (e.stage.clone(), e.detail.clone())))
+        .take(6)
+        .collect();
     assert!(recall >= 0.98, "duplicate-image recall {recall:.3}: {missed:?}");
     assert!(img.len() as f64 >= 0.9 * planted.len() as f64, "{} dropped by dedup.image", img.len());
     // clean rows dropped as duplicate images must really repeat an earlier image (synthetic
@@ -144,7 +155,12 @@ fn planted_near_duplicates_shared_images_and_contamination_are_found() {
         .filter(|(r, e)| kind(**r) == "clean" && !same_bytes(**r, e))
         .map(|(r, e)| (*r, row_of_id[e.kept_id.as_ref().unwrap()], e.detail.clone()))
         .collect();
-    assert!(clean_hit.len() as f64 <= 0.01 * rows.len() as f64, "{} clean rows dropped as duplicate images: {:?}", clean_hit.len(), &clean_hit[..clean_hit.len().min(5)]);
+    assert!(
+        clean_hit.len() as f64 <= 0.01 * rows.len() as f64,
+        "{} clean rows dropped as duplicate images: {:?}",
+        clean_hit.len(),
+        &clean_hit[..clean_hit.len().min(5)]
+    );
     for e in img.values() {
         assert_eq!(e.reason, "duplicate_image");
         assert!(e.kept_id.is_some());
@@ -183,10 +199,10 @@ fn crafted_rows_minhash_image_and_decontamination() {
     std::fs::write(tmp.path().join("b.png"), img(77)).unwrap();
     let q = "What is the total length of the three marked segments in the figure above?";
     let rows = [
-        (q, "a.png"),                                                                              // 0 kept
+        (q, "a.png"),                                                                           // 0 kept
         ("what is the total length of the three marked segments in the figure above", "a.png"), // 1 near dup of 0
-        (q, "b.png"),                                                                              // 2 same text, other image: kept
-        ("Name the colour of the largest region shown in the chart.", "a.png"),                // 3 same image, other text
+        (q, "b.png"), // 2 same text, other image: kept
+        ("Name the colour of the largest region shown in the chart.", "a.png"), // 3 same image, other text
     ];
     let mut lines = String::new();
     for (k, (p, i)) in rows.iter().enumerate() {
@@ -210,7 +226,9 @@ fn crafted_rows_minhash_image_and_decontamination() {
         let out = tmp.path().join(sub);
         run(&spec, &out, None);
         let led = ledger(&out);
-        led.iter().map(|e| (e.origin.rsplit(':').next().unwrap().parse::<usize>().unwrap() - 1, e.reason.clone())).collect::<BTreeMap<_, _>>()
+        led.iter()
+            .map(|e| (e.origin.rsplit(':').next().unwrap().parse::<usize>().unwrap() - 1, e.reason.clone()))
+            .collect::<BTreeMap<_, _>>()
     };
     let m = go("  - dedup.minhash: {}\n", "m");
     assert_eq!(m, BTreeMap::from([(1, "near_duplicate".to_string())]));
@@ -232,24 +250,31 @@ fn crafted_rows_minhash_image_and_decontamination() {
     let text_only = bench.replace("]}\n", "], images: ignore}\n");
     assert_eq!(
         go(&text_only, "dt"),
-        BTreeMap::from([(0, "contaminated".to_string()), (1, "contaminated".to_string()), (2, "contaminated".to_string())])
+        BTreeMap::from([
+            (0, "contaminated".to_string()),
+            (1, "contaminated".to_string()),
+            (2, "contaminated".to_string())
+        ])
     );
 }
 
 #[test]
 fn dedup_stages_are_deterministic_across_threads_batches_and_memory() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = corpus(tmp.path(), 700, 21, "exact_duplicate=0.05,near_duplicate=0.08,shared_image=0.05,contamination=0.04");
+    let data =
+        corpus(tmp.path(), 700, 21, "exact_duplicate=0.05,near_duplicate=0.08,shared_image=0.05,contamination=0.04");
     let stages = format!("{}  - dedup.minhash: {{MEM}}\n  - dedup.image: {{CHUNK}}\n", bench_stage(&data, ""));
     let go = |threads: Option<usize>, batch: usize, mem: &str, sub: &str| {
         // image chunks of 61 rows: decisions across chunks, overlapped with the next decoding
         let chunk = if mem.is_empty() { "" } else { "chunk_rows: 61" };
-        let yaml = spec_over(&data, &stages.replace("MEM", mem).replace("CHUNK", chunk), &format!("batch_rows: {batch}\n"));
+        let yaml =
+            spec_over(&data, &stages.replace("MEM", mem).replace("CHUNK", chunk), &format!("batch_rows: {batch}\n"));
         let spec = write_spec(tmp.path(), &yaml);
         let out = tmp.path().join(sub);
         run(&spec, &out, threads);
         let kept: Vec<String> = curated(&out).into_iter().map(|t| t.id).collect();
-        let led: Vec<(String, String, Option<String>)> = ledger(&out).into_iter().map(|e| (e.origin, e.reason, e.kept_id)).collect();
+        let led: Vec<(String, String, Option<String>)> =
+            ledger(&out).into_iter().map(|e| (e.origin, e.reason, e.kept_id)).collect();
         (kept, led)
     };
     let base = go(Some(1), 512, "", "a");
@@ -277,7 +302,7 @@ fn exact_check_confirms_pairs_with_true_jaccard() {
 
 #[test]
 fn fingerprints_match_reencodings_and_tell_figures_apart() {
-    use cotforge::imagehash::{DEFAULT_THUMB_DISTANCE, distance, fingerprint, fingerprint_of};
+    use cotforge::image::{DEFAULT_THUMB_DISTANCE, distance, fingerprint, fingerprint_of};
     use polars::prelude::{ParquetReader, SerReader};
     let f = std::fs::File::open(repo().join("fixtures/synth/bench/benchmark.parquet")).unwrap();
     let df = ParquetReader::new(f).finish().unwrap();
@@ -303,7 +328,11 @@ fn fingerprints_match_reencodings_and_tell_figures_apart() {
             matched += usize::from(fp.matches(&variant, radius, thumb));
         }
     }
-    assert!(matched as f64 >= 0.85 * 2.0 * bytes.len() as f64, "{matched} of {} re-encodings match (worst hash distance {worst})", 2 * bytes.len());
+    assert!(
+        matched as f64 >= 0.85 * 2.0 * bytes.len() as f64,
+        "{matched} of {} re-encodings match (worst hash distance {worst})",
+        2 * bytes.len()
+    );
     // distinct figures do not match, though diagrams of one kind have close hashes
     for i in 0..prints.len() {
         for j in i + 1..prints.len() {
@@ -319,7 +348,7 @@ fn fingerprints_match_reencodings_and_tell_figures_apart() {
 #[test]
 #[ignore]
 fn fingerprint_threshold_sweep() {
-    use cotforge::imagehash::{DEFAULT_THUMB_DISTANCE, distance, fingerprint, fingerprint_of, thumb_distance};
+    use cotforge::image::{DEFAULT_THUMB_DISTANCE, distance, fingerprint, fingerprint_of, thumb_distance};
     let tmp = tempfile::tempdir().unwrap();
     let data = corpus(tmp.path(), 1200, 77, "none");
     let mut all: Vec<Vec<u8>> = read_rows(&data).into_iter().flat_map(|r| r.1).collect();
@@ -367,7 +396,7 @@ fn fingerprint_threshold_sweep() {
 /// `cargo test minhash_pairs_against_exact_jaccard -- --nocapture`
 #[test]
 fn minhash_pairs_against_exact_jaccard() {
-    use cotforge::stages::neardup::BANDING_FP_WEIGHT;
+    use cotforge::stages::dedup::minhash::BANDING_FP_WEIGHT;
     use cotforge::text::minhash::*;
     use std::collections::{HashMap, HashSet};
     let tmp = tempfile::tempdir().unwrap();
@@ -418,7 +447,9 @@ fn minhash_pairs_against_exact_jaccard() {
     eprintln!("estimate - exact: mean {mean:+.4}, sd {sd:.4}");
     // unbiased, with the binomial spread of 128 permutations (sd <= 0.044 at any Jaccard)
     assert!(mean.abs() < 0.005 && sd < 0.045, "estimate - exact: mean {mean:+.4}, sd {sd:.4}");
-    eprintln!("threshold  bands x rows  true pairs  candidates  candidate recall  confirmed precision  confirmed recall");
+    eprintln!(
+        "threshold  bands x rows  true pairs  candidates  candidate recall  confirmed precision  confirmed recall"
+    );
     for t in [0.6, 0.7, 0.8, 0.9] {
         let (b, r) = optimal_bands(t, 128, BANDING_FP_WEIGHT);
         let mut cand: HashSet<(usize, usize)> = HashSet::new();
@@ -436,7 +467,8 @@ fn minhash_pairs_against_exact_jaccard() {
             }
         }
         let truth: HashSet<(usize, usize)> = exact.iter().filter(|(_, j)| **j >= t).map(|(k, _)| *k).collect();
-        let confirmed: HashSet<(usize, usize)> = cand.iter().filter(|(i, j)| estimate_jaccard(&sigs[*i], &sigs[*j]) >= t).copied().collect();
+        let confirmed: HashSet<(usize, usize)> =
+            cand.iter().filter(|(i, j)| estimate_jaccard(&sigs[*i], &sigs[*j]) >= t).copied().collect();
         let cand_recall = truth.iter().filter(|p| cand.contains(p)).count() as f64 / truth.len() as f64;
         let hit = confirmed.iter().filter(|p| truth.contains(p)).count() as f64;
         let (precision, recall) = (hit / confirmed.len() as f64, hit / truth.len() as f64);

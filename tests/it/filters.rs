@@ -93,11 +93,24 @@ fn repetition_filter_finds_loops_and_gopher_ratios() {
     let lines = format!("<think>{}</think>\\boxed{{1}}", "Let me check again.\n".repeat(10) + &fresh);
     // 9 repeated short lines are 7% of the characters
     assert_eq!(reason(&judge("filter.repetition: {max_dup_line_frac: 0.1}", &trace("q", &lines, None))), "keep");
-    assert_eq!(reason(&judge("filter.repetition: {max_dup_line_frac: 0.05}", &trace("q", &lines, None))), "duplicate_lines");
-    let lines = format!("<think>{}\n{}</think>\\boxed{{1}}", "Let me check again this long line of text.\n".repeat(40), "short tail");
-    assert_eq!(reason(&judge("filter.repetition: {window_words: 1000, max_dup_line_frac: 0.5}", &trace("q", &lines, None))), "duplicate_lines");
+    assert_eq!(
+        reason(&judge("filter.repetition: {max_dup_line_frac: 0.05}", &trace("q", &lines, None))),
+        "duplicate_lines"
+    );
+    let lines = format!(
+        "<think>{}\n{}</think>\\boxed{{1}}",
+        "Let me check again this long line of text.\n".repeat(40),
+        "short tail"
+    );
+    assert_eq!(
+        reason(&judge("filter.repetition: {window_words: 1000, max_dup_line_frac: 0.5}", &trace("q", &lines, None))),
+        "duplicate_lines"
+    );
     let grams = format!("<think>{}</think>", "the cat the cat the cat sat ".repeat(20));
-    assert_eq!(reason(&judge("filter.repetition: {window_words: 500, max_top_2gram_frac: 0.2}", &trace("q", &grams, None))), "top_ngram");
+    assert_eq!(
+        reason(&judge("filter.repetition: {window_words: 500, max_top_2gram_frac: 0.2}", &trace("q", &grams, None))),
+        "top_ngram"
+    );
 }
 
 #[test]
@@ -134,8 +147,11 @@ fn language_filter_share_and_runs() {
     let en = "<think>We add the two lengths of the triangle sides, then check with π r squared.</think> \\boxed{5}";
     assert_eq!(reason(&judge(f, &trace("q", en, None))), "keep");
     // a few sentences of Chinese inside an English trace: share stays high, the run does not
-    let english = "We add the two lengths of the triangle sides, then we check the area of the figure again carefully. ".repeat(4);
-    let drift = format!("<think>{english}所以我们需要计算这个图形的面积，然后检查一下。 So it is 5.</think> \\boxed{{5}}");
+    let english =
+        "We add the two lengths of the triangle sides, then we check the area of the figure again carefully. "
+            .repeat(4);
+    let drift =
+        format!("<think>{english}所以我们需要计算这个图形的面积，然后检查一下。 So it is 5.</think> \\boxed{{5}}");
     let v = judge(f, &trace("q", &drift, None));
     assert_eq!(reason(&v), "mixed_script", "{v:?}");
     let Verdict::Drop { detail, .. } = v else { unreachable!() };
@@ -180,7 +196,15 @@ fn filters_catch_planted_defects_on_a_synth_corpus() {
     )
     .unwrap();
     let n = 1500;
-    let opts = SynthOptions { rows: n, seed: 9, out: data.clone(), layout: SynthLayout::Columns, defects: rates, batch_rows: 128, bench_items: None };
+    let opts = SynthOptions {
+        rows: n,
+        seed: 9,
+        out: data.clone(),
+        layout: SynthLayout::Columns,
+        defects: rates,
+        batch_rows: 128,
+        bench_items: None,
+    };
     corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap();
     let yaml = format!(
         "name: f\ninputs:\n  - path: {}/data/*.parquet\n    format: parquet\n    columns: {{prompt: problem, response: answer, reference: solution, images: images}}\n    source: synth\nstages:\n  - validate: {{}}\n  - filter.truncated: {{}}\n  - filter.repetition: {{}}\n  - filter.length: {{max_words: 18000}}\n  - filter.correct: {{}}\n  - filter.format: {{}}\n  - filter.language: {{}}\noutput:\n  dir: o\n",
@@ -191,10 +215,8 @@ fn filters_catch_planted_defects_on_a_synth_corpus() {
     let stats = run(&spec, &out, None);
     // where each row went: origin "...#row" -> stage
     let led = ledger(&out);
-    let dropped_by: HashMap<u64, String> = led
-        .iter()
-        .map(|e| (e.origin.rsplit('#').next().unwrap().parse::<u64>().unwrap(), e.stage.clone()))
-        .collect();
+    let dropped_by: HashMap<u64, String> =
+        led.iter().map(|e| (e.origin.rsplit('#').next().unwrap().parse::<u64>().unwrap(), e.stage.clone())).collect();
     let labels: Vec<(u64, String)> = synth_labels(&data).into_iter().map(|(r, (k, _))| (r, k)).collect();
     let target = [
         ("truncated", "filter.truncated"),
@@ -212,10 +234,18 @@ fn filters_catch_planted_defects_on_a_synth_corpus() {
         assert!(recall >= 0.98, "{kind}: {caught}/{} caught by {stage}", rows.len());
     }
     // rows no filter targets: clean ones and the duplicate/contamination kinds
-    let untargeted: Vec<u64> = (0..n as u64).filter(|r| !labels.iter().any(|(x, k)| x == r && target.iter().any(|(t, _)| t == k))).collect();
-    let false_drops: Vec<_> = untargeted.iter().filter_map(|r| led.iter().find(|e| e.origin.ends_with(&format!("#{r}")))).collect();
+    let untargeted: Vec<u64> =
+        (0..n as u64).filter(|r| !labels.iter().any(|(x, k)| x == r && target.iter().any(|(t, _)| t == k))).collect();
+    let false_drops: Vec<_> =
+        untargeted.iter().filter_map(|r| led.iter().find(|e| e.origin.ends_with(&format!("#{r}")))).collect();
     let rate = false_drops.len() as f64 / untargeted.len() as f64;
-    assert!(rate <= 0.01, "{} of {} clean rows dropped: {:?}", false_drops.len(), untargeted.len(), false_drops.iter().take(5).collect::<Vec<_>>());
+    assert!(
+        rate <= 0.01,
+        "{} of {} clean rows dropped: {:?}",
+        false_drops.len(),
+        untargeted.len(),
+        false_drops.iter().take(5).collect::<Vec<_>>()
+    );
     // measured values are kept as histograms
     let rep = stats.stages.iter().find(|s| s.stage == "filter.repetition").unwrap();
     let h = &rep.measured["max_passage_repeats"];

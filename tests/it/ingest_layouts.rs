@@ -10,12 +10,30 @@ fn layout_spec(input: &str) -> String {
 fn each_layout_ingests_to_the_same_canonical_rows() {
     let images = fixture("layouts/images");
     let inputs = [
-        format!("  - path: {}\n    format: parquet\n    columns: {{prompt: problem, response: answer, reference: solution, images: images}}\n", fixture("layouts/hf/train.parquet")),
-        format!("  - path: {}\n    format: jsonl\n    layout: sharegpt\n    columns: {{images: images, reference: answer}}\n", fixture("layouts/sharegpt/data.jsonl")),
-        format!("  - path: {}\n    format: jsonl\n    layout: messages\n    columns: {{images: images, reference: solution}}\n    images_root: {images}\n", fixture("layouts/messages/data.jsonl")),
-        format!("  - path: {}\n    format: json\n    columns: {{prompt: question, response: ds_answer, reference: gt, images: image}}\n    images_root: {images}\n", fixture("layouts/flat/data.json")),
-        format!("  - path: {}\n    format: parquet\n    columns: {{prompt: prompt, response: response, reference: reference, images: image}}\n", fixture("layouts/plain/bytes.parquet")),
-        format!("  - path: {}\n    format: parquet\n    columns: {{prompt: prompt, response: response, reference: reference, images: image}}\n    images_root: {images}\n", fixture("layouts/plain/paths.parquet")),
+        format!(
+            "  - path: {}\n    format: parquet\n    columns: {{prompt: problem, response: answer, reference: solution, images: images}}\n",
+            fixture("layouts/hf/train.parquet")
+        ),
+        format!(
+            "  - path: {}\n    format: jsonl\n    layout: sharegpt\n    columns: {{images: images, reference: answer}}\n",
+            fixture("layouts/sharegpt/data.jsonl")
+        ),
+        format!(
+            "  - path: {}\n    format: jsonl\n    layout: messages\n    columns: {{images: images, reference: solution}}\n    images_root: {images}\n",
+            fixture("layouts/messages/data.jsonl")
+        ),
+        format!(
+            "  - path: {}\n    format: json\n    columns: {{prompt: question, response: ds_answer, reference: gt, images: image}}\n    images_root: {images}\n",
+            fixture("layouts/flat/data.json")
+        ),
+        format!(
+            "  - path: {}\n    format: parquet\n    columns: {{prompt: prompt, response: response, reference: reference, images: image}}\n",
+            fixture("layouts/plain/bytes.parquet")
+        ),
+        format!(
+            "  - path: {}\n    format: parquet\n    columns: {{prompt: prompt, response: response, reference: reference, images: image}}\n    images_root: {images}\n",
+            fixture("layouts/plain/paths.parquet")
+        ),
     ];
     let mut first: Option<Vec<_>> = None;
     for input in &inputs {
@@ -63,25 +81,36 @@ fn image_store_is_content_addressed_and_holds_each_image_once() {
     // validate logged the fingerprint of each image it decoded (or that it does not decode)
     let record = 16 + 1 + 8 + 1024 + 8;
     let logs: usize = tree(&out.join("images/fingerprints")).values().map(|v| v.len()).sum();
-    assert!(logs % record == 0 && logs / record <= files.len() && logs > 0, "{logs} bytes of fingerprint records");
-    let store = cotforge::ingest::images::ImageStore::open(&out.join("images")).unwrap();
-    let known: Vec<(String, Result<_, String>)> =
-        files.keys().map(|k| k.rsplit('/').next().unwrap().to_string()).map(|id| (id.clone(), store.fingerprint_checked(&id).unwrap())).collect();
+    assert!(
+        logs.is_multiple_of(record) && logs / record <= files.len() && logs > 0,
+        "{logs} bytes of fingerprint records"
+    );
+    let store = cotforge::store::ImageStore::open(&out.join("images")).unwrap();
+    let known: Vec<(String, Result<_, String>)> = files
+        .keys()
+        .map(|k| k.rsplit('/').next().unwrap().to_string())
+        .map(|id| (id.clone(), store.fingerprint_checked(&id).unwrap()))
+        .collect();
     assert_eq!(known.iter().filter(|(_, f)| f.is_err()).count(), 1 + fixture_corrupt_images());
     // a fresh store answers from the logs (validate's, and the one the lookups above added for
     // images validate never decoded), without the image bytes
     let bare = tempfile::tempdir().unwrap();
     copy_dir(&out.join("images/fingerprints"), &bare.path().join("fingerprints"));
-    let cached = cotforge::ingest::images::ImageStore::open(bare.path()).unwrap();
-    let from_log = known.iter().filter(|(id, f)| matches!((f, cached.fingerprint(id)), (Ok(a), Some(b)) if *a == b)).count();
-    assert_eq!(from_log, known.iter().filter(|(_, f)| f.is_ok()).count(), "every decoded image is answered from the logs");
+    let cached = cotforge::store::ImageStore::open(bare.path()).unwrap();
+    let from_log =
+        known.iter().filter(|(id, f)| matches!((f, cached.fingerprint(id)), (Ok(a), Some(b)) if *a == b)).count();
+    assert_eq!(
+        from_log,
+        known.iter().filter(|(_, f)| f.is_ok()).count(),
+        "every decoded image is answered from the logs"
+    );
     // red, blue, green and the corrupt file of the layouts, plus the synthetic corpus' images;
     // the missing file is not there
     assert!(files.len() > 4, "{:?}", files.keys().collect::<Vec<_>>());
     let red = std::fs::read(repo().join("fixtures/layouts/images/red.png")).unwrap();
     assert!(files.values().any(|b| *b == red));
     for (rel, bytes) in files {
-        let id = cotforge::ingest::images::image_id(&bytes);
+        let id = cotforge::store::image_id(&bytes);
         assert!(rel.ends_with(&id), "{rel} holds content {id}");
         assert!(rel.starts_with(&id[..2]));
     }

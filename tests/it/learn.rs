@@ -13,7 +13,7 @@ use crate::common::repo;
 /// A byte-level BPE of `vocab_size` learned tokens trained on the task's train split, shaped
 /// like the repository's Qwen2.5 tokenizer (special tokens, chat template).
 pub(crate) fn task_tokenizer(train: &Path, out: &Path, vocab_size: usize) -> PathBuf {
-    let args = cotforge::pack::train_tokenizer::TrainTokenizerArgs {
+    let args = cotforge::tokenize::train_tokenizer::TrainTokenizerArgs {
         inputs: vec![train.to_path_buf()],
         columns: vec!["problem".into(), "answer".into()],
         vocab_size,
@@ -21,7 +21,7 @@ pub(crate) fn task_tokenizer(train: &Path, out: &Path, vocab_size: usize) -> Pat
         like: repo().join("fixtures/tokenizers/qwen2.5"),
         out: out.to_path_buf(),
     };
-    cotforge::pack::train_tokenizer::train_tokenizer(&args).unwrap();
+    cotforge::tokenize::train_tokenizer::train_tokenizer(&args).unwrap();
     out.to_path_buf()
 }
 
@@ -62,7 +62,12 @@ fn repro_mini_long_cot_sft_beats_short_answer_sft_on_held_out_questions() {
         assert_eq!(arm.runs.len(), 1);
         assert_eq!(arm.runs[0].prompts, r.test_prompts);
     }
-    assert!(b.response_tokens_mean > 40.0 && a.response_tokens_mean < 15.0, "B {} A {}", b.response_tokens_mean, a.response_tokens_mean);
+    assert!(
+        b.response_tokens_mean > 40.0 && a.response_tokens_mean < 15.0,
+        "B {} A {}",
+        b.response_tokens_mean,
+        a.response_tokens_mean
+    );
     // the GRPO arms continue from their SFT arm: same SFT tokens, plus sampled ones
     assert_eq!((c.sft_tokens_mean, d.sft_tokens_mean), (b.sft_tokens_mean, a.sft_tokens_mean));
     assert!(c.rl_sampled_tokens_mean > 0.0 && d.rl_sampled_tokens_mean > 0.0 && a.rl_sampled_tokens_mean == 0.0);
@@ -90,7 +95,9 @@ fn repro_mini_names_the_failed_job_and_its_log() {
     // an executable that fails every job
     let e = repro(tmp.path(), cfg.clone(), Path::new("/bin/false")).unwrap_err().to_string();
     assert!(e.contains("job `seed 3 A: sft` failed") && e.contains("log.txt"), "{e}");
-    let e = repro(tmp.path(), recipe(|c| c.template_tokenizer = "no/such/dir".into()), Path::new("/bin/false")).unwrap_err().to_string();
+    let e = repro(tmp.path(), recipe(|c| c.template_tokenizer = "no/such/dir".into()), Path::new("/bin/false"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("template_tokenizer no/such/dir"), "{e}");
 }
 

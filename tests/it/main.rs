@@ -1,11 +1,15 @@
 //! The one integration-test binary; a module per area.
 
+// `&[x.clone()]` builds one-element inputs in the model checks; `from_ref` would not read better.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 mod common;
 
 mod bad_inputs;
 mod chat;
 mod dedup;
 mod filters;
+mod layering;
 mod learn;
 mod ingest_layouts;
 mod model;

@@ -65,7 +65,10 @@ fn configs_read_hub_and_transformers5_layouts() {
     assert_eq!((c.text.head_dim, c.text.mrope_section, c.text.rope_theta), (128, Some([16, 24, 24]), 1e6));
     assert!(c.text.tie_word_embeddings && c.text.qkv_bias && !c.text.qk_norm);
     let v = c.vision.unwrap();
-    assert_eq!((v.embed_dim, v.intermediate_size, v.out_hidden_size, v.fullatt_block_indexes.len()), (1280, 3420, 2048, 4));
+    assert_eq!(
+        (v.embed_dim, v.intermediate_size, v.out_hidden_size, v.fullatt_block_indexes.len()),
+        (1280, 3420, 2048, 4)
+    );
     let five = ModelConfig::from_dir(&model_dir("qwen2_vl")).unwrap();
     assert_eq!((five.text.hidden_size, five.text.mrope_section, five.image_token_id), (64, Some([2, 3, 3]), Some(300)));
     assert_eq!(five.vision.unwrap().intermediate_size, 64);
@@ -113,7 +116,11 @@ fn assert_gradients(name: &str, m: &CausalLm, loss: impl Fn(&CausalLm) -> Tensor
             };
             let fd = (at(1e-5) - at(-1e-5)) / 2e-5;
             at(0.0);
-            assert!((fd - gv[i]).abs() <= 1e-5 * (1.0 + fd.abs()), "{name} {pname}[{i}]: backward {} vs finite difference {fd}", gv[i]);
+            assert!(
+                (fd - gv[i]).abs() <= 1e-5 * (1.0 + fd.abs()),
+                "{name} {pname}[{i}]: backward {} vs finite difference {fd}",
+                gv[i]
+            );
             checked += 1;
         }
     }
@@ -127,8 +134,13 @@ fn every_parameter_gets_a_gradient_that_matches_finite_differences() {
         let ids: Vec<u32> = vec![5, 17, 42, 99, 100, 7, 250, 3, 64];
         let segs = [4, 5];
         let probe = Tensor::randn(0f64, 1.0, (ids.len(), m.config.text.vocab_size), &Device::Cpu).unwrap();
-        let checked = assert_gradients(name, &m, |m| (m.logits(&ids, &segs).unwrap() * &probe).unwrap().sum_all().unwrap(), 2);
-        assert!(checked >= 2 * m.vars.len() && m.vars.len() >= 20, "{name}: {checked} entries of {} tensors", m.vars.len());
+        let checked =
+            assert_gradients(name, &m, |m| (m.logits(&ids, &segs).unwrap() * &probe).unwrap().sum_all().unwrap(), 2);
+        assert!(
+            checked >= 2 * m.vars.len() && m.vars.len() >= 20,
+            "{name}: {checked} entries of {} tensors",
+            m.vars.len()
+        );
     }
 }
 
@@ -186,7 +198,9 @@ fn the_vision_language_models_train_every_parameter_including_the_vision_tower()
         let grids = grids_of(&r["image_grid_thw"]);
         let px = &r["pixel_values"];
         let probe = Tensor::randn(0f64, 1.0, (ids.len(), m.config.text.vocab_size), &Device::Cpu).unwrap();
-        let out = |m: &CausalLm| (m.logits_multimodal(&ids, Some(px), &grids, &[ids.len()]).unwrap() * &probe).unwrap().sum_all().unwrap();
+        let out = |m: &CausalLm| {
+            (m.logits_multimodal(&ids, Some(px), &grids, &[ids.len()]).unwrap() * &probe).unwrap().sum_all().unwrap()
+        };
         assert!(m.vars.keys().any(|k| k.starts_with("visual.")));
         assert_eq!(assert_gradients(name, &m, out, 1), m.vars.len());
     }
@@ -196,7 +210,16 @@ fn the_vision_language_models_train_every_parameter_including_the_vision_tower()
 fn image_preprocessing_equals_the_hf_processor_on_pixel_values() {
     let img = image::open(model_dir("image.png")).unwrap().to_rgb8();
     let (w, h) = img.dimensions();
-    let (px, grid) = cotforge::model::preprocess::pixel_values(img.as_raw(), w as usize, h as usize, 56 * 56, 28 * 28 * 64, 14, 2, 2);
+    let (px, grid) = cotforge::model::preprocess::pixel_values(
+        img.as_raw(),
+        w as usize,
+        h as usize,
+        56 * 56,
+        28 * 28 * 64,
+        14,
+        2,
+        2,
+    );
     let r = reference("qwen2_vl");
     assert_eq!(vec![grid], grids_of(&r["image_grid_thw"]));
     let want = r["pixel_values"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -258,7 +281,8 @@ fn batched_generation_equals_one_prompt_at_a_time() {
             Prompt { ids: ids[1..2].to_vec(), ..Default::default() },
         ];
         let greedy = GenerateOptions { max_new_tokens: 10, ..Default::default() };
-        let alone: Vec<Vec<u32>> = prompts.iter().map(|p| m.generate(std::slice::from_ref(p), &greedy).unwrap().remove(0)).collect();
+        let alone: Vec<Vec<u32>> =
+            prompts.iter().map(|p| m.generate(std::slice::from_ref(p), &greedy).unwrap().remove(0)).collect();
         assert_eq!(m.generate(&prompts, &greedy).unwrap(), alone, "{name}: batched greedy");
         if m.vision.is_none() {
             for (p, a) in prompts.iter().zip(&alone) {
@@ -274,10 +298,21 @@ fn batched_generation_equals_one_prompt_at_a_time() {
         }
         assert_eq!(stopped[0].len(), 3);
         // several samples per prompt: each prompt prefilled once, the same draws as repeating it
-        let hot = GenerateOptions { max_new_tokens: 12, temperature: 3.0, top_p: 0.9, seed: 11, samples: 3, ..Default::default() };
+        let hot = GenerateOptions {
+            max_new_tokens: 12,
+            temperature: 3.0,
+            top_p: 0.9,
+            seed: 11,
+            samples: 3,
+            ..Default::default()
+        };
         let grouped = m.generate(&prompts[..2], &hot).unwrap();
         let repeated: Vec<Prompt> = prompts[..2].iter().flat_map(|p| std::iter::repeat_n(p.clone(), 3)).collect();
-        assert_eq!(grouped, m.generate(&repeated, &GenerateOptions { samples: 1, ..hot.clone() }).unwrap(), "{name}: samples");
+        assert_eq!(
+            grouped,
+            m.generate(&repeated, &GenerateOptions { samples: 1, ..hot.clone() }).unwrap(),
+            "{name}: samples"
+        );
         assert_eq!(grouped.len(), 6);
         assert!(grouped[..3].iter().any(|g| g != &grouped[0]), "{name}: samples of one prompt differ");
     }
@@ -290,7 +325,9 @@ fn sharded_and_bf16_checkpoints_load_under_their_hf_names() {
     let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     let ids = ids_of(&r["input_ids"]);
     let grids = grids_of(&r["image_grid_thw"]);
-    let logits_of = |m: &CausalLm| m.logits_multimodal(&ids, Some(&r["pixel_values"]), &grids, &[ids.len()]).unwrap().to_dtype(DType::F32).unwrap();
+    let logits_of = |m: &CausalLm| {
+        m.logits_multimodal(&ids, Some(&r["pixel_values"]), &grids, &[ids.len()]).unwrap().to_dtype(DType::F32).unwrap()
+    };
     let base = logits_of(&CausalLm::load(&src, DType::F32, &Device::Cpu).unwrap());
     // the same tensors split over two shards with an index, stored as f32 and as bf16
     let write_sharded = |dir: &std::path::Path, dtype: DType| {
@@ -301,7 +338,8 @@ fn sharded_and_bf16_checkpoints_load_under_their_hf_names() {
         let mut map = serde_json::Map::new();
         for (k, part) in names.chunks(names.len().div_ceil(2)).enumerate() {
             let file = format!("model-{:05}-of-00002.safetensors", k + 1);
-            let shard: HashMap<String, Tensor> = part.iter().map(|n| ((*n).clone(), tensors[*n].to_dtype(dtype).unwrap())).collect();
+            let shard: HashMap<String, Tensor> =
+                part.iter().map(|n| ((*n).clone(), tensors[*n].to_dtype(dtype).unwrap())).collect();
             candle_core::safetensors::save(&shard, dir.join(&file)).unwrap();
             for n in part {
                 map.insert((*n).clone(), serde_json::Value::String(file.clone()));
@@ -329,7 +367,8 @@ fn sharded_and_bf16_checkpoints_load_under_their_hf_names() {
     // bf16 on disk, run in f32: the weights are the bf16 values, exactly
     let widened = CausalLm::load(&bf16_dir, DType::F32, &Device::Cpu).unwrap();
     let w = widened.vars["model.layers.0.mlp.up_proj.weight"].as_tensor();
-    let want = tensors["model.layers.0.mlp.up_proj.weight"].to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap();
+    let want =
+        tensors["model.layers.0.mlp.up_proj.weight"].to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap();
     assert_eq!(max_abs_diff(w, &want), 0.0);
 
     // a shard named in the index but missing is an error naming it
@@ -363,9 +402,17 @@ fn the_fused_causal_softmax_equals_the_masked_composite_forward_and_backward() {
     // more keys than the block needs (decoding after a cache)
     for (n, t, offset) in [(5, 5, 0), (4, 9, 5), (3, 7, 2)] {
         let len = 2 * 3 * n * t;
-        let x = (Tensor::arange(0u32, len as u32, &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap() * 0.731).unwrap().sin().unwrap();
+        let x = (Tensor::arange(0u32, len as u32, &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap() * 0.731)
+            .unwrap()
+            .sin()
+            .unwrap();
         let x = (x * 3.0).unwrap().reshape((2, 3, n, t)).unwrap();
-        let dy = (Tensor::arange(0u32, len as u32, &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap() * 1.37).unwrap().cos().unwrap().reshape((2, 3, n, t)).unwrap();
+        let dy = (Tensor::arange(0u32, len as u32, &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap() * 1.37)
+            .unwrap()
+            .cos()
+            .unwrap()
+            .reshape((2, 3, n, t))
+            .unwrap();
         let scale = 0.35;
         let mask: Vec<f32> = (0..n * t).map(|k| if k % t > offset + k / t { f32::NEG_INFINITY } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask, (n, t), &Device::Cpu).unwrap();

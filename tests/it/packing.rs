@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use cotforge::pack::encode::{ChatEncoder, EncodeOptions};
-use cotforge::pipeline::io::PartReader;
+use cotforge::io::PartReader;
 use cotforge::schema::Trace;
 use cotforge::shards::{Pack, ShardSet};
+use cotforge::tokenize::encode::{ChatEncoder, EncodeOptions};
 
 use crate::common::*;
 
@@ -120,7 +120,11 @@ fn packs_decode_to_their_source_conversations_with_exact_loss_masks() {
         assert_eq!(runs, 1, "{id}: one masked span");
         let masked: Vec<u32> = ids.iter().zip(mask).filter(|(_, m)| **m).map(|(x, _)| *x).collect();
         assert_eq!(masked.last(), Some(&im_end));
-        assert_eq!(enc.tokenizer.decode(&masked, false).unwrap(), format!("{}<|im_end|>", t.response), "{id}: loss span");
+        assert_eq!(
+            enc.tokenizer.decode(&masked, false).unwrap(),
+            format!("{}<|im_end|>", t.response),
+            "{id}: loss span"
+        );
         // images: the trace's bytes, in order, with grids whose pad counts are in the ids
         let pads = ids.iter().filter(|&&x| x == pad).count() as u32;
         let n = t.images.len();
@@ -154,7 +158,10 @@ fn packs_decode_to_their_source_conversations_with_exact_loss_masks() {
     assert_eq!(dropped.len(), over);
     assert!(dropped.iter().all(|e| e.reason == "over_length" && !kept.contains_key(e.id.as_ref().unwrap())));
     // the manifest's counts are the packs'
-    assert_eq!((m.packs, m.samples, m.tokens, m.loss_tokens, m.images), (packs.len() as u64, ids.len() as u64, tokens, loss, images));
+    assert_eq!(
+        (m.packs, m.samples, m.tokens, m.loss_tokens, m.images),
+        (packs.len() as u64, ids.len() as u64, tokens, loss, images)
+    );
     assert!((m.fill - tokens as f64 / (packs.len() as f64 * max as f64)).abs() < 1e-12);
     let s = stats.shards.unwrap();
     assert_eq!((s.packs, s.tokens), (m.packs, m.tokens));
@@ -270,7 +277,11 @@ fn the_reader_shuffles_per_seed_and_epoch_resumes_and_refuses_another_tokenizer(
     std::fs::create_dir_all(&other).unwrap();
     std::fs::copy(tokenizer_dir().join("tokenizer.json"), other.join("tokenizer.json")).unwrap();
     let cfg = std::fs::read_to_string(tokenizer_dir().join("tokenizer_config.json")).unwrap();
-    std::fs::write(other.join("tokenizer_config.json"), cfg.replace("You are a helpful assistant.", "You are helpful.")).unwrap();
+    std::fs::write(
+        other.join("tokenizer_config.json"),
+        cfg.replace("You are a helpful assistant.", "You are helpful."),
+    )
+    .unwrap();
     let err = ShardSet::open(&dir, &other).err().expect("refused").to_string();
     assert!(err.contains("another chat template") && err.contains(&set.manifest.template_sha256), "{err}");
     let tj = std::fs::read_to_string(tokenizer_dir().join("tokenizer.json")).unwrap();
@@ -300,7 +311,7 @@ fn token_stages_must_follow_tokenize_and_pack_comes_last() {
             stages,
         );
         let p = write_spec(tmp.path(), &yaml);
-        cotforge::spec::load(&p).err().expect("refused").to_string()
+        cotforge::spec::load(&p).expect_err("refused").to_string()
     };
     let tok = format!("  - tokenize: {{tokenizer: {}}}\n", tokenizer_dir().display());
     assert!(bad("  - pack: {max_length: 4096}\n").contains("needs a `tokenize` stage before it"));

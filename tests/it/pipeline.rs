@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use cotforge::pipeline::io::PartReader;
+use cotforge::io::PartReader;
 
 use crate::common::*;
 
@@ -47,12 +47,14 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
     let mut over_length = 0;
     tokenized
         .for_each_batch_of(1000, Some(&["num_tokens"]), |df| {
-            over_length += df.column("num_tokens").unwrap().u32().unwrap().iter().filter(|n| n.unwrap() > 16384).count();
+            over_length +=
+                df.column("num_tokens").unwrap().u32().unwrap().iter().filter(|n| n.unwrap() > 16384).count();
             Ok(())
         })
         .unwrap();
     // Contamination rows that copy the same benchmark item are exact duplicates of each other.
-    let contaminated: Vec<i64> = labels.values().filter(|(k, _)| k == "contamination").filter_map(|(_, s)| *s).collect();
+    let contaminated: Vec<i64> =
+        labels.values().filter(|(k, _)| k == "contamination").filter_map(|(_, s)| *s).collect();
     let bench_repeats = contaminated.len() - contaminated.iter().collect::<HashSet<_>>().len();
     let want: BTreeMap<(String, String), usize> = [
         (("ingest", "invalid_utf8"), 1),
@@ -94,7 +96,11 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
                 assert_eq!(e.reason, r, "row {row}");
                 if kind == "exact_duplicate" {
                     let kept_row = kept.iter().find(|t| Some(&t.id) == e.kept_id.as_ref()).expect("kept row exists");
-                    assert!(kept_row.origin.ends_with(&format!("#{}", src.unwrap())), "{} kept for {row}", kept_row.origin);
+                    assert!(
+                        kept_row.origin.ends_with(&format!("#{}", src.unwrap())),
+                        "{} kept for {row}",
+                        kept_row.origin
+                    );
                 }
             }
             // near duplicates and shared images are for later stages; contamination copies of one
@@ -106,8 +112,9 @@ fn demo_rows_in_equal_kept_plus_ledger_for_every_stage() {
     // clean rows are all kept
     let n_labelled = labels.len();
     let synth_kept = kept.iter().filter(|t| t.source == "synth").count();
-    let kept_labelled = labels.iter().filter(|(_, (k, _))| ["near_duplicate", "shared_image"].contains(&k.as_str())).count()
-        + (count("contamination") - bench_repeats);
+    let kept_labelled =
+        labels.iter().filter(|(_, (k, _))| ["near_duplicate", "shared_image"].contains(&k.as_str())).count()
+            + (count("contamination") - bench_repeats);
     assert_eq!(synth_kept, synth_rows - n_labelled + kept_labelled);
     // the layout copies: 4 distinct traces and the one clean defects row survive; hf first
     let layout_kept: Vec<_> = kept.iter().filter(|t| t.source != "synth").collect();
@@ -139,7 +146,10 @@ fn outputs_are_byte_identical_with_one_and_two_threads() {
     let sb = run(&spec, &b, Some(2));
     let strip = |s: &cotforge::pipeline::RunStats| {
         let mut s = s.clone();
-        s.stages.iter_mut().for_each(|x| { x.seconds = 0.0; x.index_seconds = None; });
+        s.stages.iter_mut().for_each(|x| {
+            x.seconds = 0.0;
+            x.index_seconds = None;
+        });
         s.wall_seconds.clear();
         s
     };

@@ -52,13 +52,17 @@ fn the_demo_report_shows_the_run_numbers_and_loads_nothing() {
 
     // funnel: raw rows, then every stage's rows_out
     let funnel = &html[html.find(r#"id="funnel""#).unwrap()..html.find(r#"id="drops""#).unwrap()];
-    let values: Vec<u64> = attr_values(funnel, r#"<g class="bar""#, "data-value").iter().map(|v| v.parse().unwrap()).collect();
+    let values: Vec<u64> =
+        attr_values(funnel, r#"<g class="bar""#, "data-value").iter().map(|v| v.parse().unwrap()).collect();
     let mut want = vec![stats.rows_in];
     want.extend(stats.stages.iter().map(|s| s.rows_out));
     assert_eq!(values, want);
     // drop table and sample browser: one row / one reason block per (stage, reason)
-    let reasons: Vec<(String, String)> =
-        stats.stages.iter().flat_map(|s| s.dropped.iter().map(move |(r, n)| (format!("{}:{r}", s.index), n.to_string()))).collect();
+    let reasons: Vec<(String, String)> = stats
+        .stages
+        .iter()
+        .flat_map(|s| s.dropped.iter().map(move |(r, n)| (format!("{}:{r}", s.index), n.to_string())))
+        .collect();
     let table: Vec<(String, String)> = attr_values(&html, "<tr data-stage-index", "data-stage-index")
         .into_iter()
         .zip(attr_values(&html, "<tr data-stage-index", "data-reason"))
@@ -66,7 +70,10 @@ fn the_demo_report_shows_the_run_numbers_and_loads_nothing() {
         .map(|((i, r), n)| (format!("{i}:{r}"), n))
         .collect();
     assert_eq!(table, reasons);
-    assert_eq!(attr_values(&html, r#"<details class="reason""#, "data-rows"), reasons.iter().map(|r| r.1.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        attr_values(&html, r#"<details class="reason""#, "data-rows"),
+        reasons.iter().map(|r| r.1.clone()).collect::<Vec<_>>()
+    );
     let shown: usize = stats.stages.iter().flat_map(|s| s.dropped.values()).map(|&n| (n as usize).min(5)).sum();
     assert_eq!(html.matches(r#"<article class="sample""#).count(), shown);
     // every shown sample is a ledger row of its stage and reason
@@ -78,7 +85,8 @@ fn the_demo_report_shows_the_run_numbers_and_loads_nothing() {
     assert!(html.contains("more characters</p>"));
     // histograms: one per measured value, with its count
     let hist_counts: Vec<String> = attr_values(&html, r#"<figure class="hist""#, "data-count");
-    let want: Vec<String> = stats.stages.iter().flat_map(|s| s.measured.values().map(|h| h.count.to_string())).collect();
+    let want: Vec<String> =
+        stats.stages.iter().flat_map(|s| s.measured.values().map(|h| h.count.to_string())).collect();
     assert_eq!(hist_counts, want);
     assert!(attr_values(&html, r#"<figure class="hist""#, "data-metric").contains(&"image_width".to_string()));
     // packing
@@ -109,7 +117,8 @@ fn stats_tables_hold_the_stats_json_numbers() {
     demo_run(tmp.path(), &out, &["--no-report"]);
     assert!(!out.join("report.html").exists(), "--no-report");
     let stats = stats_of(&out);
-    let read = |name: &str| ParquetReader::new(std::fs::File::open(out.join("stats").join(name)).unwrap()).finish().unwrap();
+    let read =
+        |name: &str| ParquetReader::new(std::fs::File::open(out.join("stats").join(name)).unwrap()).finish().unwrap();
     let stages = read("stages.parquet");
     let rows_out: Vec<u64> = stages.column("rows_out").unwrap().u64().unwrap().iter().map(|v| v.unwrap()).collect();
     assert_eq!(rows_out, stats.stages.iter().map(|s| s.rows_out).collect::<Vec<_>>());
@@ -166,15 +175,22 @@ fn exports_in_every_layout_and_format_read_back_to_the_same_traces() {
     let run = tmp.path().join("run");
     demo_run(tmp.path(), &run, &["--no-report"]);
     let n = common::curated(&run).len() as u64;
-    for (layout, format) in [("columns", "parquet"), ("columns", "jsonl"), ("sharegpt", "parquet"), ("sharegpt", "jsonl")] {
+    for (layout, format) in
+        [("columns", "parquet"), ("columns", "jsonl"), ("sharegpt", "parquet"), ("sharegpt", "jsonl")]
+    {
         let exp = tmp.path().join(format!("export-{layout}-{format}"));
-        let o = cli(&["export", run.to_str().unwrap(), "--layout", layout, "--format", format, "--out", exp.to_str().unwrap()], &[]);
+        let o = cli(
+            &["export", run.to_str().unwrap(), "--layout", layout, "--format", format, "--out", exp.to_str().unwrap()],
+            &[],
+        );
         assert!(o.status.success(), "{layout}/{format}: {}", stderr(&o));
-        let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(exp.join("_export.json")).unwrap()).unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(exp.join("_export.json")).unwrap()).unwrap();
         assert_eq!(summary["rows"], n, "{layout}/{format}");
         let embedded = layout == "columns" && format == "parquet";
         assert_eq!(exp.join("images").exists(), !embedded, "{layout}/{format}: image files on disk");
-        let (path, fmt) = if format == "parquet" { ("data/part-*.parquet", "parquet") } else { ("data.jsonl", "jsonl") };
+        let (path, fmt) =
+            if format == "parquet" { ("data/part-*.parquet", "parquet") } else { ("data.jsonl", "jsonl") };
         let columns = if layout == "columns" {
             "{prompt: prompt, response: response, reference: reference, images: images}"
         } else {
@@ -216,9 +232,13 @@ fn near_duplicate_similarities_and_image_distances_get_histograms() {
     let html = cotforge::report::render(&out, &cotforge::report::ReportOptions::default()).unwrap();
     for (stage, metric) in [("dedup.minhash", "jaccard"), ("dedup.image", "image_distance")] {
         let s = stats.stages.iter().find(|s| s.stage == stage).unwrap();
-        let h = s.measured.get(metric).unwrap_or_else(|| panic!("{stage} measured no {metric}: {:?}", s.measured.keys()));
+        let h =
+            s.measured.get(metric).unwrap_or_else(|| panic!("{stage} measured no {metric}: {:?}", s.measured.keys()));
         assert!(h.count > 0);
-        let tag = format!(r#"<figure class="hist" data-stage-index="{}" data-stage="{stage}" data-metric="{metric}" data-count="{}""#, s.index, h.count);
+        let tag = format!(
+            r#"<figure class="hist" data-stage-index="{}" data-stage="{stage}" data-metric="{metric}" data-count="{}""#,
+            s.index, h.count
+        );
         assert!(html.contains(&tag), "{tag}");
     }
     // no bucket or pack stage: those sections say so

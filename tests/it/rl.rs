@@ -15,9 +15,18 @@ pub(crate) fn start(dir: &std::path::Path, rows: usize, steps: usize) -> (std::p
     let data = dir.join("data");
     let files = cotforge::synth::corpus::arith_task(5, rows, 1, &data).unwrap();
     let tok = crate::learn::task_tokenizer(&files[0], &dir.join("tok"), 320);
-    let tiny = cotforge::repro::TinyModel { hidden_size: 64, intermediate_size: 128, layers: 2, heads: 2, kv_heads: 1, mrope_section: vec![4, 6, 6], vision_depth: 2, vision_hidden: 32 };
+    let tiny = cotforge::repro::TinyModel {
+        hidden_size: 64,
+        intermediate_size: 128,
+        layers: 2,
+        heads: 2,
+        kv_heads: 1,
+        mrope_section: vec![4, 6, 6],
+        vision_depth: 2,
+        vision_hidden: 32,
+    };
     let mut cfg = cotforge::repro::ReproConfig { model: tiny, ..Default::default() }.model_config().unwrap();
-    cotforge::pack::train_tokenizer::fit_config(&mut cfg, &tok).unwrap();
+    cotforge::tokenize::train_tokenizer::fit_config(&mut cfg, &tok).unwrap();
     let model = dir.join("model");
     cotforge::model::init::write_random(&model, &cfg, Some(&tok), 3).unwrap();
     let spec = format!(
@@ -27,8 +36,24 @@ pub(crate) fn start(dir: &std::path::Path, rows: usize, steps: usize) -> (std::p
     );
     let spec = crate::common::write_spec(dir, &spec);
     crate::common::run(&spec, &dir.join("run"), Some(2));
-    let cfg = TrainConfig { lr: 3e-3, schedule: Schedule::Constant, warmup_ratio: 0.0, max_steps: Some(steps), packs_per_step: 1, ..TrainConfig::default() };
-    let args = cotforge::train::SftArgs { shards: dir.join("run/shards"), model, tokenizer: None, out: dir.join("sft"), config: cfg, resume: false, progress: false, device: "cpu".into() };
+    let cfg = TrainConfig {
+        lr: 3e-3,
+        schedule: Schedule::Constant,
+        warmup_ratio: 0.0,
+        max_steps: Some(steps),
+        packs_per_step: 1,
+        ..TrainConfig::default()
+    };
+    let args = cotforge::train::SftArgs {
+        shards: dir.join("run/shards"),
+        model,
+        tokenizer: None,
+        out: dir.join("sft"),
+        config: cfg,
+        resume: false,
+        progress: false,
+        device: "cpu".into(),
+    };
     let s = cotforge::train::sft::run(&args).unwrap();
     (dir.join("run"), s.checkpoint)
 }
@@ -46,8 +71,24 @@ fn rl_config(steps: usize) -> RlConfig {
     }
 }
 
-fn rl_args(prompts: &std::path::Path, model: &std::path::Path, out: std::path::PathBuf, cfg: &RlConfig, resume: bool) -> RlArgs {
-    RlArgs { prompts: prompts.into(), model: model.into(), tokenizer: None, out, config: cfg.clone(), resume, progress: false, device: "cpu".into(), limit: None }
+fn rl_args(
+    prompts: &std::path::Path,
+    model: &std::path::Path,
+    out: std::path::PathBuf,
+    cfg: &RlConfig,
+    resume: bool,
+) -> RlArgs {
+    RlArgs {
+        prompts: prompts.into(),
+        model: model.into(),
+        tokenizer: None,
+        out,
+        config: cfg.clone(),
+        resume,
+        progress: false,
+        device: "cpu".into(),
+        limit: None,
+    }
 }
 
 /// Metrics lines without their timings.
@@ -73,9 +114,16 @@ fn grpo_raises_the_mean_reward() {
     assert_eq!(s.steps, 24);
     let m = lines(&tmp.path().join("rl/metrics.jsonl"));
     assert_eq!(m.len(), 24);
-    let mean = |xs: &[serde_json::Value], k: &str| xs.iter().map(|l| l[k].as_f64().unwrap()).sum::<f64>() / xs.len() as f64;
+    let mean =
+        |xs: &[serde_json::Value], k: &str| xs.iter().map(|l| l[k].as_f64().unwrap()).sum::<f64>() / xs.len() as f64;
     let (first, last) = (mean(&m[..6], "reward"), mean(&m[18..], "reward"));
-    eprintln!("reward {first:.3} -> {last:.3}, accuracy {:.3} -> {:.3}, format {:.3} -> {:.3}", mean(&m[..6], "accuracy"), mean(&m[18..], "accuracy"), mean(&m[..6], "format"), mean(&m[18..], "format"));
+    eprintln!(
+        "reward {first:.3} -> {last:.3}, accuracy {:.3} -> {:.3}, format {:.3} -> {:.3}",
+        mean(&m[..6], "accuracy"),
+        mean(&m[18..], "accuracy"),
+        mean(&m[..6], "format"),
+        mean(&m[18..], "format")
+    );
     assert!(last > first + 0.1, "mean reward {first:.3} over the first 6 steps, {last:.3} over the last 6");
     assert!(mean(&m[18..], "accuracy") > mean(&m[..6], "accuracy"), "the verified part rises too");
     for l in &m {
@@ -95,14 +143,24 @@ fn grpo_raises_the_mean_reward() {
 fn grpo_runs_repeat_and_resume_identically() {
     let tmp = tempfile::tempdir().unwrap();
     let (prompts, model) = start(tmp.path(), 6, 150);
-    let cfg = RlConfig { save_every: 2, keep_last: 3, beta: 0.05, updates_per_batch: 2, reward: cotforge::train::rl::RewardConfig { accuracy: 0.9, format: 0.1, ..Default::default() }, ..rl_config(4) };
+    let cfg = RlConfig {
+        save_every: 2,
+        keep_last: 3,
+        beta: 0.05,
+        updates_per_batch: 2,
+        reward: cotforge::train::rl::RewardConfig { accuracy: 0.9, format: 0.1, ..Default::default() },
+        ..rl_config(4)
+    };
     let a = tmp.path().join("a");
     run(&rl_args(&prompts, &model, a.clone(), &cfg, false)).unwrap();
     let b = tmp.path().join("b");
     run(&rl_args(&prompts, &model, b.clone(), &cfg, false)).unwrap();
     let la = lines(&a.join("metrics.jsonl"));
     assert_eq!(la, lines(&b.join("metrics.jsonl")), "same seed, same metrics");
-    assert!(la.iter().any(|l| l["kl"].as_f64().unwrap() > 0.0), "the second update moves away from the reference: {la:?}");
+    assert!(
+        la.iter().any(|l| l["kl"].as_f64().unwrap() > 0.0),
+        "the second update moves away from the reference: {la:?}"
+    );
     let weights = |d: &std::path::Path| std::fs::read(d.join("checkpoints/step-0000004/model.safetensors")).unwrap();
     assert_eq!(weights(&a), weights(&b));
     // resume from step 2 of a copy

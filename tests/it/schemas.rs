@@ -4,14 +4,10 @@ use crate::common::repo;
 
 #[test]
 fn committed_schemas_match_the_code() {
-    for (name, text) in cotforge::schema::schema_files() {
+    for (name, text) in cotforge::cli::schemas::schema_files() {
         let path = repo().join("schemas").join(name);
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == text,
-            "{} is out of date; regenerate with `cargo run -- schemas`",
-            path.display()
-        );
+        assert!(committed == text, "{} is out of date; regenerate with `cargo run -- schemas`", path.display());
     }
 }
 

@@ -7,7 +7,10 @@ use cotforge::train::TrainConfig;
 use cotforge::train::optim::Schedule;
 
 fn reasons(out: &std::path::Path) -> Vec<(String, String, String)> {
-    let mut v: Vec<_> = ledger(out).into_iter().map(|e| (e.stage, e.reason, e.origin.rsplit(':').next().unwrap().to_string())).collect();
+    let mut v: Vec<_> = ledger(out)
+        .into_iter()
+        .map(|e| (e.stage, e.reason, e.origin.rsplit(':').next().unwrap().to_string()))
+        .collect();
     v.sort();
     v
 }
@@ -48,19 +51,45 @@ fn a_mapped_pass_rate_column_is_filtered_by_band() {
     let df = curated_df(&out);
     assert_eq!(df.column("pass_rate").unwrap().dtype(), &polars::prelude::DataType::Float64);
     // a band that keeps nothing is refused before the run
-    let bad = write_spec(tmp.path(), &std::fs::read_to_string(&spec).unwrap().replace("{gt: 0, le: 0.5}", "{gt: 0.5, lt: 0.5}"));
+    let bad = write_spec(
+        tmp.path(),
+        &std::fs::read_to_string(&spec).unwrap().replace("{gt: 0, le: 0.5}", "{gt: 0.5, lt: 0.5}"),
+    );
     let e = cotforge::spec::load(&bad).unwrap_err().to_string();
     assert!(e.contains("keeps no pass rate"), "{e}");
 }
 
 /// A small model that answers every question with "\boxed{7}".
 fn sevens(dir: &std::path::Path) -> std::path::PathBuf {
-    let rows: Vec<(String, String, String)> =
-        (0..8).map(|i| (format!("What is the answer to question {i}?"), "<think>\nIt is 7.\n</think>\n\\boxed{7}".to_string(), "7".to_string())).collect();
+    let rows: Vec<(String, String, String)> = (0..8)
+        .map(|i| {
+            (
+                format!("What is the answer to question {i}?"),
+                "<think>\nIt is 7.\n</think>\n\\boxed{7}".to_string(),
+                "7".to_string(),
+            )
+        })
+        .collect();
     let shards = shards_of(&dir.join("data"), &rows, 256);
     let model = random_model(&dir.join("model"));
-    let cfg = TrainConfig { lr: 1e-2, schedule: Schedule::Constant, warmup_ratio: 0.0, max_steps: Some(40), packs_per_step: 1, ..TrainConfig::default() };
-    let args = cotforge::train::SftArgs { shards, model, tokenizer: None, out: dir.join("sft"), config: cfg, resume: false, progress: false, device: "cpu".into() };
+    let cfg = TrainConfig {
+        lr: 1e-2,
+        schedule: Schedule::Constant,
+        warmup_ratio: 0.0,
+        max_steps: Some(40),
+        packs_per_step: 1,
+        ..TrainConfig::default()
+    };
+    let args = cotforge::train::SftArgs {
+        shards,
+        model,
+        tokenizer: None,
+        out: dir.join("sft"),
+        config: cfg,
+        resume: false,
+        progress: false,
+        device: "cpu".into(),
+    };
     cotforge::train::sft::run(&args).unwrap().checkpoint
 }
 
@@ -88,12 +117,17 @@ fn score_records_the_models_pass_rate() {
     let out = tmp.path().join("run");
     run(&write_spec(tmp.path(), &spec(512)), &out, Some(2));
     // near-greedy sampling of a model that always says 7: right exactly where the reference is 7
-    let kept: Vec<(String, Option<f64>)> = curated(&out).into_iter().map(|t| (t.reference.unwrap(), t.pass_rate)).collect();
+    let kept: Vec<(String, Option<f64>)> =
+        curated(&out).into_iter().map(|t| (t.reference.unwrap(), t.pass_rate)).collect();
     assert_eq!(kept, vec![("7".into(), Some(1.0)); 3]);
     let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
     assert_eq!(
         reasons(&out),
-        vec![s("filter.pass_rate", "no_pass_rate", "5"), s("filter.pass_rate", "too_hard", "3"), s("filter.pass_rate", "too_hard", "6")]
+        vec![
+            s("filter.pass_rate", "no_pass_rate", "5"),
+            s("filter.pass_rate", "too_hard", "3"),
+            s("filter.pass_rate", "too_hard", "6")
+        ]
     );
     let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
     let score = stats["stages"].as_array().unwrap().iter().find(|st| st["stage"] == "score").unwrap().clone();

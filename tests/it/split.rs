@@ -22,7 +22,9 @@ fn assert_same_outputs(one: &Path, split: &Path) {
         assert!(v == &b[k], "{k} differs between the one-process and the split run");
     }
     // and the same counts per stage
-    let stats = |d: &Path| -> cotforge::pipeline::RunStats { serde_json::from_slice(&std::fs::read(d.join("stats.json")).unwrap()).unwrap() };
+    let stats = |d: &Path| -> cotforge::pipeline::RunStats {
+        serde_json::from_slice(&std::fs::read(d.join("stats.json")).unwrap()).unwrap()
+    };
     let (sa, sb) = (stats(one), stats(split));
     let counts = |s: &cotforge::pipeline::RunStats| -> Vec<(String, u64, u64, BTreeMap<String, u64>)> {
         s.stages.iter().map(|x| (x.stage.clone(), x.rows_in, x.rows_out, x.dropped.clone())).collect()
@@ -60,8 +62,18 @@ fn run_steps(spec: &Path, out: &Path, world: usize) {
         let children: Vec<Child> = (0..ranks)
             .map(|r| {
                 let args: Vec<String> = [
-                    "run", spec.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q", "--no-report",
-                    "--world-size", &world.to_string(), "--rank", &r.to_string(), "--step", &step.name,
+                    "run",
+                    spec.to_str().unwrap(),
+                    "--out",
+                    out.to_str().unwrap(),
+                    "-q",
+                    "--no-report",
+                    "--world-size",
+                    &world.to_string(),
+                    "--rank",
+                    &r.to_string(),
+                    "--step",
+                    &step.name,
                 ]
                 .iter()
                 .map(|a| a.to_string())
@@ -89,7 +101,20 @@ fn the_demo_split_into_four_tasks_step_by_step_equals_one_process() {
     one_process(&spec, &one);
     let s = cotforge::spec::load(&spec).unwrap();
     let names: Vec<String> = cotforge::pipeline::split::steps(&s).unwrap().into_iter().map(|s| s.name).collect();
-    assert_eq!(names, ["ingest", "01-validate", "08-dedup.exact.map", "08-dedup.exact.reduce", "08-dedup.exact", "10-bucket.map", "10-bucket.reduce", "10-bucket", "finalize"]);
+    assert_eq!(
+        names,
+        [
+            "ingest",
+            "01-validate",
+            "08-dedup.exact.map",
+            "08-dedup.exact.reduce",
+            "08-dedup.exact",
+            "10-bucket.map",
+            "10-bucket.reduce",
+            "10-bucket",
+            "finalize"
+        ]
+    );
     // input goes to tasks by bytes, in order, every file once (a Parquet file may be cut at
     // row groups)
     let pieces = cotforge::pipeline::split::assign_inputs(&s, 4).unwrap();
@@ -106,7 +131,22 @@ fn the_demo_split_into_four_tasks_step_by_step_equals_one_process() {
     assert!(rb.matches(r#"<details class="trace">"#).count() > 20);
     assert!(ra == rb, "the split run's report equals the one-process run's");
     // a finished step does nothing when run again
-    let o = cli(&["run", spec.to_str().unwrap(), "--out", split.to_str().unwrap(), "-q", "--world-size", "4", "--rank", "2", "--step", "01-validate"], &[]);
+    let o = cli(
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            split.to_str().unwrap(),
+            "-q",
+            "--world-size",
+            "4",
+            "--rank",
+            "2",
+            "--step",
+            "01-validate",
+        ],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same_outputs(&one, &split);
 }
@@ -156,10 +196,19 @@ fn tasks_without_steps_wait_for_each_other_and_rank_zero_finalizes() {
     let children: Vec<Child> = (0..3)
         .rev()
         .map(|r| {
-            let args: Vec<String> = ["run", spec.to_str().unwrap(), "--out", split.to_str().unwrap(), "-q", "--no-report", "--world-size", "3"]
-                .iter()
-                .map(|a| a.to_string())
-                .collect();
+            let args: Vec<String> = [
+                "run",
+                spec.to_str().unwrap(),
+                "--out",
+                split.to_str().unwrap(),
+                "-q",
+                "--no-report",
+                "--world-size",
+                "3",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
             spawn(&args, &[("JOB_COMPLETION_INDEX", r.to_string())])
         })
         .collect();
@@ -178,7 +227,23 @@ fn a_task_killed_mid_step_is_rerun_alone_and_the_run_completes_identically() {
     let split = tmp.path().join("split");
     let (sp, out) = (spec.to_str().unwrap(), split.to_str().unwrap());
     let step = |rank: usize, name: &str, envs: &[(&str, &str)]| {
-        cli(&["run", sp, "--out", out, "-q", "--no-report", "--world-size", "2", "--rank", &rank.to_string(), "--step", name], envs)
+        cli(
+            &[
+                "run",
+                sp,
+                "--out",
+                out,
+                "-q",
+                "--no-report",
+                "--world-size",
+                "2",
+                "--rank",
+                &rank.to_string(),
+                "--step",
+                name,
+            ],
+            envs,
+        )
     };
     for r in 0..2 {
         assert!(step(r, "ingest", &[]).status.success());
@@ -194,8 +259,20 @@ fn a_task_killed_mid_step_is_rerun_alone_and_the_run_completes_identically() {
     // rerunning only the killed task's step completes it
     let marker0 = std::fs::read(split.join("work/01-validate/task-00000/_DONE.json")).unwrap();
     assert!(step(1, "01-validate", &[]).status.success());
-    assert_eq!(std::fs::read(split.join("work/01-validate/task-00000/_DONE.json")).unwrap(), marker0, "task 0 was not redone");
-    for name in ["08-dedup.exact.map", "08-dedup.exact.reduce", "08-dedup.exact", "10-bucket.map", "10-bucket.reduce", "10-bucket", "finalize"] {
+    assert_eq!(
+        std::fs::read(split.join("work/01-validate/task-00000/_DONE.json")).unwrap(),
+        marker0,
+        "task 0 was not redone"
+    );
+    for name in [
+        "08-dedup.exact.map",
+        "08-dedup.exact.reduce",
+        "08-dedup.exact",
+        "10-bucket.map",
+        "10-bucket.reduce",
+        "10-bucket",
+        "finalize",
+    ] {
         for r in 0..2 {
             let o = step(r, name, &[]);
             assert!(o.status.success(), "{name} {r}: {}", stderr(&o));
@@ -213,13 +290,40 @@ fn the_slurm_plan_chains_its_steps_and_its_scripts_reproduce_the_run() {
     let split = tmp.path().join("split");
     let plan = tmp.path().join("plan");
     let bin = env!("CARGO_BIN_EXE_cotforge");
-    let o = cli(&["plan", spec.to_str().unwrap(), "--world-size", "3", "--slurm", "--out", split.to_str().unwrap(), "--bin", bin, "--write", plan.to_str().unwrap()], &[]);
+    let o = cli(
+        &[
+            "plan",
+            spec.to_str().unwrap(),
+            "--world-size",
+            "3",
+            "--slurm",
+            "--out",
+            split.to_str().unwrap(),
+            "--bin",
+            bin,
+            "--write",
+            plan.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let submit = std::fs::read_to_string(plan.join("submit.sh")).unwrap();
-    let scripts: Vec<String> =
-        submit.lines().filter_map(|l| l.split_whitespace().last().map(|f| f.trim_end_matches(')')).filter(|f| f.ends_with(".sbatch")).map(str::to_string)).collect();
+    let scripts: Vec<String> = submit
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .last()
+                .map(|f| f.trim_end_matches(')'))
+                .filter(|f| f.ends_with(".sbatch"))
+                .map(str::to_string)
+        })
+        .collect();
     assert_eq!(scripts.len(), 9, "{submit}");
-    assert_eq!(submit.matches("--dependency=afterok:$jid").count(), 8, "every step after the first waits for the one before");
+    assert_eq!(
+        submit.matches("--dependency=afterok:$jid").count(),
+        8,
+        "every step after the first waits for the one before"
+    );
     for (k, f) in scripts.iter().enumerate() {
         let text = std::fs::read_to_string(plan.join(f)).unwrap();
         assert!(text.contains(&format!("#SBATCH --chdir={}", repo().display())), "{text}");
@@ -259,7 +363,21 @@ fn a_spec_with_a_stage_that_cannot_split_is_refused_up_front() {
     let o = cli(&["plan", spec.to_str().unwrap(), "--world-size", "2", "--slurm"], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("`score`") && stderr(&o).contains("one process"), "{}", stderr(&o));
-    let o = cli(&["run", spec.to_str().unwrap(), "--out", tmp.path().join("x").to_str().unwrap(), "--world-size", "2", "--rank", "0", "--step", "ingest"], &[]);
+    let o = cli(
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            tmp.path().join("x").to_str().unwrap(),
+            "--world-size",
+            "2",
+            "--rank",
+            "0",
+            "--step",
+            "ingest",
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(2));
     let o = cli(&["run", spec.to_str().unwrap(), "--step", "ingest"], &[]);
     assert_eq!(o.status.code(), Some(2));
@@ -270,10 +388,23 @@ fn a_spec_with_a_stage_that_cannot_split_is_refused_up_front() {
 }
 
 /// A synth corpus of `rows` rows in row groups of `group` rows (so tasks cut it at row groups).
-fn synth_corpus(dir: &Path, rows: usize, group: usize, layout: cotforge::synth::corpus::SynthLayout) -> std::path::PathBuf {
+fn synth_corpus(
+    dir: &Path,
+    rows: usize,
+    group: usize,
+    layout: cotforge::synth::corpus::SynthLayout,
+) -> std::path::PathBuf {
     use cotforge::synth::corpus::{self, DefectRates, SynthOptions};
     let out = dir.join("corpus");
-    let opts = SynthOptions { rows, seed: 5, out: out.clone(), layout, defects: DefectRates::default_rates(), batch_rows: group, bench_items: None };
+    let opts = SynthOptions {
+        rows,
+        seed: 5,
+        out: out.clone(),
+        layout,
+        defects: DefectRates::default_rates(),
+        batch_rows: group,
+        bench_items: None,
+    };
     corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap();
     out
 }
@@ -291,13 +422,30 @@ fn minhash_image_dedup_and_a_parquet_file_cut_at_row_groups_split_exactly() {
     );
     let s = cotforge::spec::load(&spec).unwrap();
     let pieces = cotforge::pipeline::split::assign_inputs(&s, 3).unwrap();
-    assert!(pieces.iter().all(|p| p.len() == 1 && p[0].rows.is_some()), "one file cut into three row ranges: {pieces:?}");
+    assert!(
+        pieces.iter().all(|p| p.len() == 1 && p[0].rows.is_some()),
+        "one file cut into three row ranges: {pieces:?}"
+    );
     let one = tmp.path().join("one");
     one_process(&spec, &one);
-    let stats: cotforge::pipeline::RunStats = serde_json::from_slice(&std::fs::read(one.join("stats.json")).unwrap()).unwrap();
-    assert!(stats.stages[4].dropped.get("duplicate_image").copied().unwrap_or(0) > 5, "the corpus has shared images: {:?}", stats.stages[4]);
-    let near: u64 = stats.stages.iter().filter(|s| s.stage == "dedup.minhash").map(|s| s.dropped.get("near_duplicate").copied().unwrap_or(0)).sum();
-    assert!(near > 5, "and near duplicates: {:?}", stats.stages.iter().map(|s| (&s.stage, &s.dropped)).collect::<Vec<_>>());
+    let stats: cotforge::pipeline::RunStats =
+        serde_json::from_slice(&std::fs::read(one.join("stats.json")).unwrap()).unwrap();
+    assert!(
+        stats.stages[4].dropped.get("duplicate_image").copied().unwrap_or(0) > 5,
+        "the corpus has shared images: {:?}",
+        stats.stages[4]
+    );
+    let near: u64 = stats
+        .stages
+        .iter()
+        .filter(|s| s.stage == "dedup.minhash")
+        .map(|s| s.dropped.get("near_duplicate").copied().unwrap_or(0))
+        .sum();
+    assert!(
+        near > 5,
+        "and near duplicates: {:?}",
+        stats.stages.iter().map(|s| (&s.stage, &s.dropped)).collect::<Vec<_>>()
+    );
     let split = tmp.path().join("split");
     run_steps(&spec, &split, 3);
     assert_same_outputs(&one, &split);
@@ -319,7 +467,8 @@ fn a_100k_row_synth_corpus_split_into_four_processes_equals_one_process() {
     let split = tmp.path().join("split");
     run_steps(&spec, &split, 4);
     assert_same_outputs(&one, &split);
-    let stats: cotforge::pipeline::RunStats = serde_json::from_slice(&std::fs::read(split.join("stats.json")).unwrap()).unwrap();
+    let stats: cotforge::pipeline::RunStats =
+        serde_json::from_slice(&std::fs::read(split.join("stats.json")).unwrap()).unwrap();
     assert_eq!(stats.rows_in, 100_000);
     assert!(stats.ledger_rows > 10_000, "planted duplicates are dropped across tasks");
 }

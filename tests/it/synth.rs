@@ -22,7 +22,9 @@ struct HfRow {
 
 fn read_hf(path: &Path, cols: [&str; 3]) -> Vec<HfRow> {
     let df = ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap();
-    let s = |n: &str| -> Vec<String> { df.column(n).unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect() };
+    let s = |n: &str| -> Vec<String> {
+        df.column(n).unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect()
+    };
     let (p, a, sol) = (s(cols[0]), s(cols[1]), s(cols[2]));
     let imgs = df.column("images").unwrap().list().unwrap().clone();
     (0..df.height())
@@ -55,7 +57,7 @@ fn has_loop(s: &str) -> bool {
 }
 
 fn decodes(b: &[u8]) -> bool {
-    cotforge::stages::validate::decode_check(b).is_ok()
+    cotforge::image::decode_check(b).is_ok()
 }
 
 #[test]
@@ -63,11 +65,23 @@ fn bundled_synth_fixture_is_what_synth_writes() {
     // fixtures/synth is `cotforge synth --rows 200 --seed 42`; regenerate it when synth changes
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("s");
-    let opts = SynthOptions { rows: 200, seed: 42, out: out.clone(), layout: SynthLayout::Columns, defects: DefectRates::default_rates(), batch_rows: 256, bench_items: None };
+    let opts = SynthOptions {
+        rows: 200,
+        seed: 42,
+        out: out.clone(),
+        layout: SynthLayout::Columns,
+        defects: DefectRates::default_rates(),
+        batch_rows: 256,
+        bench_items: None,
+    };
     corpus::synth(&opts, &indicatif::ProgressBar::hidden()).unwrap();
     for f in ["data/train-00000.parquet", "labels.parquet", "bench/benchmark.parquet"] {
         let fixture = crate::common::repo().join("fixtures/synth").join(f);
-        assert!(std::fs::read(out.join(f)).unwrap() == std::fs::read(&fixture).unwrap(), "{} is stale", fixture.display());
+        assert!(
+            std::fs::read(out.join(f)).unwrap() == std::fs::read(&fixture).unwrap(),
+            "{} is stale",
+            fixture.display()
+        );
     }
 }
 
@@ -135,7 +149,10 @@ fn planted_defects_match_their_rates_and_their_labels() {
             "corrupt_image" => assert!(r.images.iter().any(|b| !decodes(b)), "row {i}"),
             "exact_duplicate" => {
                 let s = &rows[src.unwrap()];
-                assert_eq!((&s.problem, &s.answer, &s.solution, &s.images), (&r.problem, &r.answer, &r.solution, &r.images));
+                assert_eq!(
+                    (&s.problem, &s.answer, &s.solution, &s.images),
+                    (&r.problem, &r.answer, &r.solution, &r.images)
+                );
             }
             "near_duplicate" => {
                 let s = &rows[src.unwrap()];
@@ -191,12 +208,12 @@ fn sharegpt_layout_plants_invalid_utf8_lines() {
             }
         }
     }
-    assert!(bad >= 8 && bad <= 35, "{bad}");
+    assert!((8..=35).contains(&bad), "{bad}");
 }
 
 #[test]
 fn clean_trace_lengths_are_long_tailed() {
-    use cotforge::synth::rng::Rng;
+    use cotforge::rng::Rng;
     use cotforge::synth::text::trace_words;
     let mut rng = Rng::new(1);
     let mut w: Vec<usize> = (0..20_000).map(|_| trace_words(&mut rng)).collect();
@@ -209,7 +226,7 @@ fn clean_trace_lengths_are_long_tailed() {
 
 #[test]
 fn generated_traces_hit_their_target_length() {
-    use cotforge::synth::rng::Rng;
+    use cotforge::rng::Rng;
     use cotforge::synth::text::{Answer, Problem, long_trace};
     let p = Problem {
         question: "What is 2 + 3?".into(),
@@ -235,7 +252,9 @@ fn arith_task_is_consistent() {
     assert_eq!(files.len(), 2);
     let df = ParquetReader::new(std::fs::File::open(&files[0]).unwrap()).finish().unwrap();
     assert_eq!(df.height(), 50);
-    let s = |n: &str| -> Vec<String> { df.column(n).unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect() };
+    let s = |n: &str| -> Vec<String> {
+        df.column(n).unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect()
+    };
     let (q, long, short, sol) = (s("problem"), s("answer"), s("short_answer"), s("solution"));
     for i in 0..50 {
         assert!(q[i].ends_with("\n<image>"));

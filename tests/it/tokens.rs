@@ -33,7 +33,12 @@ fn image_tokens_match_transformers_smart_resize() {
         let (h, w) = smart_resize(g("height") as u32, g("width") as u32, g("min_pixels"), g("max_pixels"));
         assert_eq!((h as u64, w as u64), (g("resized_height"), g("resized_width")), "{line}");
         assert_eq!(
-            cotforge::text::tokens::image_pad_tokens(g("height") as u32, g("width") as u32, g("min_pixels"), g("max_pixels")),
+            cotforge::text::tokens::image_pad_tokens(
+                g("height") as u32,
+                g("width") as u32,
+                g("min_pixels"),
+                g("max_pixels")
+            ),
             g("tokens")
         );
         n += 1;
@@ -90,12 +95,19 @@ fn length_filter_bounds_tokens_with_images() {
 
 #[test]
 fn a_trained_task_tokenizer_keeps_the_template_special_tokens_after_its_vocabulary() {
-    use cotforge::pack::train_tokenizer::{TrainTokenizerArgs, fit_config, train_tokenizer};
+    use cotforge::tokenize::train_tokenizer::{TrainTokenizerArgs, fit_config, train_tokenizer};
     let tmp = tempfile::tempdir().unwrap();
     let files = cotforge::synth::corpus::arith_task(5, 60, 10, &tmp.path().join("arith")).unwrap();
     let like = repo().join("fixtures/tokenizers/qwen2.5");
     let out = tmp.path().join("tok");
-    let args = TrainTokenizerArgs { inputs: vec![files[0].clone()], columns: vec!["problem".into(), "answer".into()], vocab_size: 400, min_frequency: 2, like: like.clone(), out: out.clone() };
+    let args = TrainTokenizerArgs {
+        inputs: vec![files[0].clone()],
+        columns: vec!["problem".into(), "answer".into()],
+        vocab_size: 400,
+        min_frequency: 2,
+        like: like.clone(),
+        out: out.clone(),
+    };
     let total = train_tokenizer(&args).unwrap();
     let tok = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
     let template = tokenizers::Tokenizer::from_file(like.join("tokenizer.json")).unwrap();
@@ -117,14 +129,15 @@ fn a_trained_task_tokenizer_keeps_the_template_special_tokens_after_its_vocabula
     let digits = tok.encode("1234", false).unwrap();
     assert_eq!(digits.get_ids().len(), 4);
     // the chat config names the special tokens by their new ids
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("tokenizer_config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("tokenizer_config.json")).unwrap()).unwrap();
     assert_eq!(cfg["added_tokens_decoder"][pad.to_string()]["content"], "<|image_pad|>");
     assert!(cfg["chat_template"].as_str().unwrap().contains("<|im_start|>"));
     // a model config fitted to it: vocabulary rounded up to 64, special ids from the tokenizer
     let mut model = cotforge::model::init::preset("qwen2.5-vl-tiny").unwrap();
     fit_config(&mut model, &out).unwrap();
     let vocab = model["vocab_size"].as_u64().unwrap() as usize;
-    assert!(vocab >= total && vocab % 64 == 0 && vocab < total + 64);
+    assert!(vocab >= total && vocab.is_multiple_of(64) && vocab < total + 64);
     assert_eq!(model["image_token_id"].as_u64(), Some(pad as u64));
     assert_eq!(model["text_config"]["vocab_size"].as_u64(), Some(vocab as u64));
     assert_eq!(model["eos_token_id"].as_u64(), tok.token_to_id("<|im_end|>").map(u64::from));

@@ -76,7 +76,8 @@ fn blocked_trainer(name: &str, cfg: TrainConfig) -> Trainer {
 #[test]
 fn one_sft_step_matches_pytorch_loss_gradients_and_adamw() {
     for (name, blocked) in [("qwen2", false), ("qwen2_5_vl", false), ("qwen2", true), ("qwen2_5_vl", true)] {
-        let r = candle_core::safetensors::load(model_dir(name).join("sft_reference.safetensors"), &Device::Cpu).unwrap();
+        let r =
+            candle_core::safetensors::load(model_dir(name).join("sft_reference.safetensors"), &Device::Cpu).unwrap();
         let packs = reference_packs(&r);
         let make = if blocked { blocked_trainer } else { trainer };
         let mut t = make(name, parity_config(packs.len(), 1));
@@ -88,7 +89,11 @@ fn one_sft_step_matches_pytorch_loss_gradients_and_adamw() {
             let pname = &k["grad.".len()..];
             let got = grads.get(pname).unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
             let d = max_abs_diff(got, want);
-            assert!(d <= 1e-5 + 1e-4 * max_abs(want), "{name}: {pname}: max abs gradient difference {d} (scale {})", max_abs(want));
+            assert!(
+                d <= 1e-5 + 1e-4 * max_abs(want),
+                "{name}: {pname}: max abs gradient difference {d} (scale {})",
+                max_abs(want)
+            );
             assert!(max_abs(got) > 0.0, "{name}: {pname}: zero gradient");
             compared += 1;
         }
@@ -118,7 +123,10 @@ fn one_sft_step_matches_pytorch_loss_gradients_and_adamw() {
             let d = max_abs_diff(fresh.model.vars[&k["after.".len()..]].as_tensor(), want);
             assert!(d < 1e-6, "{name}: {k} from PyTorch's gradients: max abs difference {d}");
         }
-        eprintln!("{name} (query blocks of 4: {blocked}): loss {} (torch {want_loss}), parameters after the step within {worst}", nll.mean());
+        eprintln!(
+            "{name} (query blocks of 4: {blocked}): loss {} (torch {want_loss}), parameters after the step within {worst}",
+            nll.mean()
+        );
     }
 }
 
@@ -131,7 +139,8 @@ fn split_segments(packs: &[Pack]) -> Vec<Pack> {
             let len = len as usize;
             let ids = p.input_ids[at..at + len].to_vec();
             let n_img = ids.iter().filter(|&&t| t == 300).count();
-            let grids: Vec<[u32; 3]> = p.image_grid_thw.iter().skip(img).take_while(|_| n_img > 0).take(1).copied().collect();
+            let grids: Vec<[u32; 3]> =
+                p.image_grid_thw.iter().skip(img).take_while(|_| n_img > 0).take(1).copied().collect();
             let k = grids.len();
             out.push(Pack {
                 index: out.len() as u64,
@@ -150,7 +159,11 @@ fn split_segments(packs: &[Pack]) -> Vec<Pack> {
 }
 
 fn assert_grads_close(what: &str, a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>, tol: f32) {
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{what}: the same parameters have gradients");
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}: the same parameters have gradients"
+    );
     for (k, g) in a {
         let d = max_abs_diff(g, &b[k]);
         assert!(d <= tol * (1.0 + max_abs(g)), "{what}: {k}: max abs difference {d}");
@@ -160,7 +173,8 @@ fn assert_grads_close(what: &str, a: &BTreeMap<String, Tensor>, b: &BTreeMap<Str
 #[test]
 fn packed_rows_equal_their_segments_alone_in_loss_and_gradients() {
     for name in ["qwen2", "qwen2_5_vl"] {
-        let r = candle_core::safetensors::load(model_dir(name).join("sft_reference.safetensors"), &Device::Cpu).unwrap();
+        let r =
+            candle_core::safetensors::load(model_dir(name).join("sft_reference.safetensors"), &Device::Cpu).unwrap();
         let packs = reference_packs(&r);
         let alone = split_segments(&packs);
         assert!(alone.len() > packs.len());
@@ -168,7 +182,8 @@ fn packed_rows_equal_their_segments_alone_in_loss_and_gradients() {
         // the loss of a packed row is the token-weighted mean of its segments' losses
         for p in &packs {
             let whole = t.nll(&Row::of([p])).unwrap();
-            let parts: Vec<_> = split_segments(std::slice::from_ref(p)).iter().map(|s| t.nll(&Row::of([s])).unwrap()).collect();
+            let parts: Vec<_> =
+                split_segments(std::slice::from_ref(p)).iter().map(|s| t.nll(&Row::of([s])).unwrap()).collect();
             let tokens: usize = parts.iter().map(|n| n.tokens).sum();
             let weighted: f64 = parts.iter().map(|n| n.mean() * n.tokens as f64).sum::<f64>() / tokens as f64;
             assert_eq!(whole.tokens, tokens);
@@ -201,9 +216,18 @@ fn packs_of_several_images_equal_their_segments_alone() {
     // the reference's image segment three times over, each with another image, in one pack
     // and in packs run together in one forward: each segment's features must reach its own
     // image tokens, and its gradients its own image
-    let r = candle_core::safetensors::load(model_dir("qwen2_5_vl").join("sft_reference.safetensors"), &Device::Cpu).unwrap();
+    let r = candle_core::safetensors::load(model_dir("qwen2_5_vl").join("sft_reference.safetensors"), &Device::Cpu)
+        .unwrap();
     let seg = split_segments(&reference_packs(&r)).into_iter().find(|p| !p.images.is_empty()).unwrap();
-    let mut pack = Pack { index: 0, input_ids: vec![], loss_mask: vec![], segment_lengths: vec![], sample_ids: vec![], images: vec![], image_grid_thw: vec![] };
+    let mut pack = Pack {
+        index: 0,
+        input_ids: vec![],
+        loss_mask: vec![],
+        segment_lengths: vec![],
+        sample_ids: vec![],
+        images: vec![],
+        image_grid_thw: vec![],
+    };
     for k in 0..3u8 {
         pack.input_ids.extend(&seg.input_ids);
         pack.loss_mask.extend(&seg.loss_mask);
@@ -251,7 +275,8 @@ fn accumulating_four_forwards_equals_one_forward_of_four_packs() {
 
 #[test]
 fn frozen_vision_parts_get_no_gradient_and_the_rest_trains() {
-    let r = candle_core::safetensors::load(model_dir("qwen2_5_vl").join("sft_reference.safetensors"), &Device::Cpu).unwrap();
+    let r = candle_core::safetensors::load(model_dir("qwen2_5_vl").join("sft_reference.safetensors"), &Device::Cpu)
+        .unwrap();
     let packs = reference_packs(&r);
     let (_, all) = trainer("qwen2_5_vl", parity_config(1, 1)).gradients(&packs).unwrap();
     for (tower, merger) in [(true, false), (true, true), (false, true)] {
@@ -277,9 +302,12 @@ fn frozen_vision_parts_get_no_gradient_and_the_rest_trains() {
 fn learning_rate_scales_apply_per_model_part() {
     // Adam's first step moves each weight by lr * g / (|g| + eps): a scale of 0.25 on the
     // tower and 0 on the merger give a quarter of the move and none, the text model the same
-    let r = candle_core::safetensors::load(model_dir("qwen2_5_vl").join("sft_reference.safetensors"), &Device::Cpu).unwrap();
+    let r = candle_core::safetensors::load(model_dir("qwen2_5_vl").join("sft_reference.safetensors"), &Device::Cpu)
+        .unwrap();
     let packs = reference_packs(&r);
-    let weights = |t: &Trainer| -> BTreeMap<String, Tensor> { t.trainable.iter().map(|(k, v)| (k.clone(), v.as_tensor().copy().unwrap())).collect() };
+    let weights = |t: &Trainer| -> BTreeMap<String, Tensor> {
+        t.trainable.iter().map(|(k, v)| (k.clone(), v.as_tensor().copy().unwrap())).collect()
+    };
     let moved = |scale: Option<(f64, f64)>| -> BTreeMap<String, Tensor> {
         let mut cfg = parity_config(1, 1);
         cfg.adamw.weight_decay = 0.0;
@@ -291,12 +319,26 @@ fn learning_rate_scales_apply_per_model_part() {
         let mut t = trainer("qwen2_5_vl", cfg);
         let before = weights(&t);
         t.step(&packs, 1e-3).unwrap();
-        weights(&t).into_iter().map(|(k, w)| { let d = (w - &before[&k]).unwrap(); (k, d) }).collect()
+        weights(&t)
+            .into_iter()
+            .map(|(k, w)| {
+                let d = (w - &before[&k]).unwrap();
+                (k, d)
+            })
+            .collect()
     };
     let (full, scaled) = (moved(None), moved(Some((0.25, 0.0))));
-    assert!(full.keys().any(|k| k.starts_with("visual.merger.")) && full.keys().any(|k| k.starts_with("visual.blocks.")));
+    assert!(
+        full.keys().any(|k| k.starts_with("visual.merger.")) && full.keys().any(|k| k.starts_with("visual.blocks."))
+    );
     for (k, d) in &full {
-        let want = if k.starts_with("visual.merger.") { 0.0 } else if k.starts_with("visual.") { 0.25 } else { 1.0 };
+        let want = if k.starts_with("visual.merger.") {
+            0.0
+        } else if k.starts_with("visual.") {
+            0.25
+        } else {
+            1.0
+        };
         let expect = (d * want).unwrap();
         assert!(max_abs_diff(&scaled[k], &expect) <= 1e-4 * max_abs(d) + 1e-9, "{k}: scale {want}");
         if want > 0.0 {
@@ -313,7 +355,8 @@ pub(crate) fn text_shards(dir: &std::path::Path, rows: usize, max_length: usize)
     let rows: Vec<(String, String, String)> = (0..rows)
         .map(|i| {
             let (a, b) = (i * 7 % 50, i * 13 % 40);
-            let response = format!("<think>\nAdd the tens and the ones: {a} + {b} = {}.\n</think>\n\\boxed{{{}}}", a + b, a + b);
+            let response =
+                format!("<think>\nAdd the tens and the ones: {a} + {b} = {}.\n</think>\n\\boxed{{{}}}", a + b, a + b);
             (format!("What is {a} + {b}?"), response, (a + b).to_string())
         })
         .collect();
@@ -322,7 +365,11 @@ pub(crate) fn text_shards(dir: &std::path::Path, rows: usize, max_length: usize)
 
 /// A curated run (`DIR/run`) of (prompt, response, reference) rows tokenized with the Qwen2.5
 /// template and system prompt "Think step by step." and packed; returns its shard directory.
-pub(crate) fn shards_of(dir: &std::path::Path, rows: &[(String, String, String)], max_length: usize) -> std::path::PathBuf {
+pub(crate) fn shards_of(
+    dir: &std::path::Path,
+    rows: &[(String, String, String)],
+    max_length: usize,
+) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let jsonl: String = rows
         .iter()
@@ -342,7 +389,13 @@ pub(crate) fn shards_of(dir: &std::path::Path, rows: &[(String, String, String)]
 /// A randomly initialised small Qwen2 with the full Qwen2.5 vocabulary and tokenizer files.
 pub(crate) fn random_model(dir: &std::path::Path) -> std::path::PathBuf {
     let mut cfg = cotforge::model::init::preset("qwen2-tiny").unwrap();
-    for (k, v) in [("hidden_size", 32), ("intermediate_size", 64), ("num_hidden_layers", 2), ("num_attention_heads", 2), ("num_key_value_heads", 1)] {
+    for (k, v) in [
+        ("hidden_size", 32),
+        ("intermediate_size", 64),
+        ("num_hidden_layers", 2),
+        ("num_attention_heads", 2),
+        ("num_key_value_heads", 1),
+    ] {
         cfg[k] = v.into();
     }
     cotforge::model::init::write_random(dir, &cfg, Some(&repo().join("fixtures/tokenizers/qwen2.5")), 3).unwrap();
@@ -374,8 +427,23 @@ pub(crate) fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
 }
 
 /// A quiet CPU run of `cfg` on the shards with the model's tokenizer.
-fn cpu_args(shards: &std::path::Path, model: &std::path::Path, out: std::path::PathBuf, cfg: &TrainConfig, resume: bool) -> cotforge::train::SftArgs {
-    cotforge::train::SftArgs { shards: shards.into(), model: model.into(), tokenizer: None, out, config: cfg.clone(), resume, progress: false, device: "cpu".into() }
+fn cpu_args(
+    shards: &std::path::Path,
+    model: &std::path::Path,
+    out: std::path::PathBuf,
+    cfg: &TrainConfig,
+    resume: bool,
+) -> cotforge::train::SftArgs {
+    cotforge::train::SftArgs {
+        shards: shards.into(),
+        model: model.into(),
+        tokenizer: None,
+        out,
+        config: cfg.clone(),
+        resume,
+        progress: false,
+        device: "cpu".into(),
+    }
 }
 
 #[test]
@@ -397,7 +465,8 @@ fn a_resumed_run_continues_bit_identically_with_checkpoints_that_load() {
         eval: Some(EvalConfig { shards: Some(shards.clone()), generate: None, every: 3 }),
         ..TrainConfig::default()
     };
-    let args = |out: &str, cfg: &TrainConfig, resume: bool| cpu_args(&shards, &model, tmp.path().join(out), cfg, resume);
+    let args =
+        |out: &str, cfg: &TrainConfig, resume: bool| cpu_args(&shards, &model, tmp.path().join(out), cfg, resume);
     let a = run(&args("a", &cfg, false)).unwrap();
     assert_eq!(a.steps, 6);
     let ckpts = cotforge::train::checkpoint::list(&tmp.path().join("a/checkpoints")).unwrap();
@@ -425,15 +494,17 @@ fn a_resumed_run_continues_bit_identically_with_checkpoints_that_load() {
     std::fs::remove_dir_all(tmp.path().join("b/checkpoints/step-0000006")).unwrap();
     let b = run(&args("b", &cfg, true)).unwrap();
     assert_eq!(b.steps, 6);
-    let weights = |dir: &str| std::fs::read(tmp.path().join(dir).join("checkpoints/step-0000006/model.safetensors")).unwrap();
+    let weights =
+        |dir: &str| std::fs::read(tmp.path().join(dir).join("checkpoints/step-0000006/model.safetensors")).unwrap();
     assert_eq!(weights("a"), weights("b"), "resumed weights are bit-identical");
-    let opt = |dir: &str| std::fs::read(tmp.path().join(dir).join("checkpoints/step-0000006/optimizer.safetensors")).unwrap();
+    let opt =
+        |dir: &str| std::fs::read(tmp.path().join(dir).join("checkpoints/step-0000006/optimizer.safetensors")).unwrap();
     assert_eq!(opt("a"), opt("b"));
     assert_eq!(train_lines(&tmp.path().join("b/metrics.jsonl")), lines, "the same metrics");
 
     // resuming with another config is refused
     let other = TrainConfig { lr: 1e-3, ..cfg.clone() };
-    let e = run(&args("b", &other, true)).err().expect("config differs").to_string();
+    let e = run(&args("b", &other, true)).expect_err("config differs").to_string();
     assert!(e.contains("config"), "{e}");
 
     // keep_last: 1 leaves only the final checkpoint, which loads as a model with its tokenizer
@@ -444,7 +515,13 @@ fn a_resumed_run_continues_bit_identically_with_checkpoints_that_load() {
     let loaded = CausalLm::load(&c.checkpoint, DType::F32, &Device::Cpu).unwrap();
     assert_eq!(loaded.vars.len(), CausalLm::load(&model, DType::F32, &Device::Cpu).unwrap().vars.len());
     cotforge::shards::ShardSet::open(&shards, &c.checkpoint).expect("the checkpoint carries the tokenizer");
-    assert!(!tmp.path().join("c/checkpoints").read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".tmp")));
+    assert!(
+        !tmp.path().join("c/checkpoints").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".tmp"))
+    );
 }
 
 #[test]
@@ -463,7 +540,10 @@ fn devices_are_named_and_cuda_needs_its_feature() {
 #[test]
 fn train_configs_are_checked_with_clear_errors() {
     assert_eq!(TrainConfig::parse("").unwrap(), TrainConfig::default());
-    let c = TrainConfig::parse("lr: 2.0e-5\nschedule: linear\npacks_per_step: 4\npacks_per_forward: 2\nfreeze: {vision_tower: true}\n").unwrap();
+    let c = TrainConfig::parse(
+        "lr: 2.0e-5\nschedule: linear\npacks_per_step: 4\npacks_per_forward: 2\nfreeze: {vision_tower: true}\n",
+    )
+    .unwrap();
     assert_eq!((c.lr, c.packs_per_step, c.freeze.vision_tower), (2e-5, 4, true));
     for (text, want) in [
         ("lr: 1e-5\nlearning_rate: 2\n", "learning_rate"),
@@ -495,7 +575,14 @@ fn bf16_parameters_train_through_f32_master_weights() {
         assert_eq!(master.dtype(), DType::F32);
         assert_eq!(state[&format!("m.{name}")].dtype(), DType::F32, "moments in f32");
         // the variable is its master weight rounded to bf16
-        assert_eq!(max_abs_diff(&master.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap(), &var.to_dtype(DType::F32).unwrap()), 0.0, "{name}");
+        assert_eq!(
+            max_abs_diff(
+                &master.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap(),
+                &var.to_dtype(DType::F32).unwrap()
+            ),
+            0.0,
+            "{name}"
+        );
         // the master moved like PyTorch's f32 step (up to bf16 gradients)
         let want = &r[&format!("after.{name}")];
         let before = original.vars[name].as_tensor();
@@ -523,7 +610,9 @@ fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accura
     // system prompt the manifest records (run() uses it when the config names none)
     let set = cotforge::shards::ShardSet::open(&shards, &tok).unwrap();
     assert_eq!(set.manifest.system.as_deref(), Some("Think step by step."));
-    let (prompts, tokenizer) = cotforge::train::eval::load_prompts(&tmp.path().join("data/run"), &tok, set.manifest.system.clone(), &m, None).unwrap();
+    let (prompts, tokenizer) =
+        cotforge::train::eval::load_prompts(&tmp.path().join("data/run"), &tok, set.manifest.system.clone(), &m, None)
+            .unwrap();
     assert_eq!(prompts.len(), 2);
     let (plain, _) = cotforge::train::eval::load_prompts(&tmp.path().join("data/run"), &tok, None, &m, None).unwrap();
     assert_ne!(plain[0].prompt.ids, prompts[0].prompt.ids);
@@ -546,7 +635,13 @@ fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accura
         packs_per_step: 1,
         eval: Some(EvalConfig {
             shards: None,
-            generate: Some(GenEvalConfig { run: tmp.path().join("data/run"), limit: None, max_new_tokens: 40, system: None, batch: 2 }),
+            generate: Some(GenEvalConfig {
+                run: tmp.path().join("data/run"),
+                limit: None,
+                max_new_tokens: 40,
+                system: None,
+                batch: 2,
+            }),
             every: 30,
         }),
         ..TrainConfig::default()
@@ -571,8 +666,21 @@ fn generation_eval_prompts_match_training_and_a_memorised_set_scores_full_accura
     // `cotforge eval` on the checkpoint, with the shards' system prompt, agrees
     let results = tmp.path().join("eval.jsonl");
     let o = crate::common::cli(
-        &["eval", "--model", s.checkpoint.to_str().unwrap(), "--prompts", tmp.path().join("data/run").to_str().unwrap(), "--shards", shards.to_str().unwrap(),
-          "--out", results.to_str().unwrap(), "--max-new-tokens", "40", "--batch", "2"],
+        &[
+            "eval",
+            "--model",
+            s.checkpoint.to_str().unwrap(),
+            "--prompts",
+            tmp.path().join("data/run").to_str().unwrap(),
+            "--shards",
+            shards.to_str().unwrap(),
+            "--out",
+            results.to_str().unwrap(),
+            "--max-new-tokens",
+            "40",
+            "--batch",
+            "2",
+        ],
         &[],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -591,7 +699,10 @@ fn set_lora_b(t: &Trainer) {
     for (k, v) in &t.adapters {
         if k.ends_with("lora_B.weight") {
             let n = v.as_tensor().elem_count();
-            let x = (Tensor::arange(0u32, n as u32, &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap() * 0.37).unwrap().sin().unwrap();
+            let x = (Tensor::arange(0u32, n as u32, &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap() * 0.37)
+                .unwrap()
+                .sin()
+                .unwrap();
             v.set(&(x * 0.05).unwrap().reshape(v.as_tensor().shape()).unwrap()).unwrap();
         }
     }
@@ -601,7 +712,8 @@ fn set_lora_b(t: &Trainer) {
 fn lora_trains_only_its_adapters_and_the_merged_export_equals_the_unmerged_model() {
     let tmp = tempfile::tempdir().unwrap();
     for name in ["qwen2", "qwen2_5_vl"] {
-        let r = candle_core::safetensors::load(model_dir(name).join("sft_reference.safetensors"), &Device::Cpu).unwrap();
+        let r =
+            candle_core::safetensors::load(model_dir(name).join("sft_reference.safetensors"), &Device::Cpu).unwrap();
         let packs = reference_packs(&r);
         let t = trainer(name, lora_config(0.0));
         let layers = t.model.config.text.num_hidden_layers;
@@ -614,7 +726,10 @@ fn lora_trains_only_its_adapters_and_the_merged_export_equals_the_unmerged_model
         set_lora_b(&t);
         let (_, g) = t.gradients(&packs).unwrap();
         for k in g.keys() {
-            assert!(t.adapters.contains_key(k) || k.starts_with("visual."), "{name}: the decoder's own weight {k} got a gradient");
+            assert!(
+                t.adapters.contains_key(k) || k.starts_with("visual."),
+                "{name}: the decoder's own weight {k} got a gradient"
+            );
         }
         for k in t.adapters.keys() {
             let grad = g.get(k).unwrap_or_else(|| panic!("{name}: no gradient for {k}"));
@@ -664,12 +779,27 @@ fn a_resumed_lora_run_continues_bit_identically_from_base_and_adapters() {
     let tmp = tempfile::tempdir().unwrap();
     let shards = text_shards(&tmp.path().join("data"), 24, 128);
     let model = random_model(&tmp.path().join("model"));
-    let lora = cotforge::train::config::LoraConfig { rank: 2, alpha: 4.0, dropout: 0.1, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] };
-    let cfg = TrainConfig { lr: 1e-2, max_steps: Some(4), packs_per_step: 2, save_every: 2, keep_last: 5, lora: Some(lora), ..TrainConfig::default() };
-    let args = |out: &str, model: &std::path::Path, resume: bool| cpu_args(&shards, model, tmp.path().join(out), &cfg, resume);
+    let lora = cotforge::train::config::LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        dropout: 0.1,
+        targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+    };
+    let cfg = TrainConfig {
+        lr: 1e-2,
+        max_steps: Some(4),
+        packs_per_step: 2,
+        save_every: 2,
+        keep_last: 5,
+        lora: Some(lora),
+        ..TrainConfig::default()
+    };
+    let args =
+        |out: &str, model: &std::path::Path, resume: bool| cpu_args(&shards, model, tmp.path().join(out), &cfg, resume);
     let a = run(&args("a", &model, false)).unwrap();
     let ck = &a.checkpoint;
-    let adapter_cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(ck.join("adapter_config.json")).unwrap()).unwrap();
+    let adapter_cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ck.join("adapter_config.json")).unwrap()).unwrap();
     assert_eq!((adapter_cfg["rank"].as_u64(), adapter_cfg["targets"].as_array().map(|t| t.len())), (Some(2), Some(3)));
     let adapters = candle_core::safetensors::load(ck.join("adapter.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(adapters.len(), 2 * 3 * 2, "A and B of 3 projections in 2 layers");
@@ -697,6 +827,6 @@ fn a_resumed_lora_run_continues_bit_identically_from_base_and_adapters() {
     let mut w = base.clone();
     w.insert("model.norm.weight".into(), (&base["model.norm.weight"] * 2.0).unwrap());
     candle_core::safetensors::save(&w, other.join("model.safetensors")).unwrap();
-    let e = run(&args("b", &other, true)).err().expect("another base").to_string();
+    let e = run(&args("b", &other, true)).expect_err("another base").to_string();
     assert!(e.contains("base model"), "{e}");
 }

@@ -38,7 +38,9 @@ fn messages_with_content_parts_and_a_system_turn() {
 #[test]
 fn multi_turn_and_unknown_roles_are_rejected_with_reasons() {
     let cols = ColumnMap::default();
-    let two = json(r#"{"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}, {"from": "human", "value": "c"}]}"#);
+    let two = json(
+        r#"{"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}, {"from": "human", "value": "c"}]}"#,
+    );
     assert_eq!(map_record(&two, &input(Layout::Sharegpt, cols.clone())).unwrap_err().reason, "multi_turn");
     let odd = json(r#"{"conversations": [{"from": "narrator", "value": "a"}]}"#);
     let e = map_record(&odd, &input(Layout::Sharegpt, cols)).unwrap_err();
@@ -73,20 +75,32 @@ fn dedup_key_depends_on_images_and_normalised_prompt() {
 
 #[test]
 fn bucket_labels_mix_quotas_and_safe_cuts() {
-    use cotforge::stages::mix::{BucketConfig, MixConfig};
-    use cotforge::stages::packing::safe_cut;
+    use cotforge::stages::pack::safe_cut;
+    use cotforge::stages::{bucket::BucketConfig, mix::MixConfig};
     use std::collections::BTreeMap;
     let b: BucketConfig = serde_json::from_str(r#"{"boundaries": [2048, 4096]}"#).unwrap();
     assert_eq!(b.labels(), ["0-2048", "2048-4096", "4096+"]);
-    assert_eq!([0, 2047, 2048, 4095, 4096, 99999].map(|n| b.label(n)), ["0-2048", "0-2048", "2048-4096", "2048-4096", "4096+", "4096+"]);
+    assert_eq!(
+        [0, 2047, 2048, 4095, 4096, 99999].map(|n| b.label(n)),
+        ["0-2048", "0-2048", "2048-4096", "2048-4096", "4096+", "4096+"]
+    );
     let counts: BTreeMap<String, u64> = [("a".to_string(), 100), ("b".to_string(), 10), ("c".to_string(), 50)].into();
-    let mix = |json: &str| -> BTreeMap<String, u64> { serde_json::from_str::<MixConfig>(json).unwrap().quotas(&counts).unwrap() };
+    let mix = |json: &str| -> BTreeMap<String, u64> {
+        serde_json::from_str::<MixConfig>(json).unwrap().quotas(&counts).unwrap()
+    };
     // shares: b limits the total to 10 / 0.25 = 40
-    assert_eq!(mix(r#"{"shares": {"a": 2, "b": 1, "c": 1}}"#), [("a".into(), 20), ("b".into(), 10), ("c".into(), 10)].into());
-    assert_eq!(mix(r#"{"shares": {"a": 1, "b": 0, "c": 1}}"#), [("a".into(), 50), ("b".into(), 0), ("c".into(), 50)].into());
+    assert_eq!(
+        mix(r#"{"shares": {"a": 2, "b": 1, "c": 1}}"#),
+        [("a".into(), 20), ("b".into(), 10), ("c".into(), 10)].into()
+    );
+    assert_eq!(
+        mix(r#"{"shares": {"a": 1, "b": 0, "c": 1}}"#),
+        [("a".into(), 50), ("b".into(), 0), ("c".into(), 50)].into()
+    );
     assert_eq!(mix(r#"{"caps": {"a": 30}}"#), [("a".into(), 30), ("b".into(), 10), ("c".into(), 50)].into());
     assert_eq!(mix(r#"{"total": 80}"#), [("a".into(), 50), ("b".into(), 5), ("c".into(), 25)].into());
-    let missing = serde_json::from_str::<MixConfig>(r#"{"shares": {"a": 1}}"#).unwrap().quotas(&counts).unwrap_err().to_string();
+    let missing =
+        serde_json::from_str::<MixConfig>(r#"{"shares": {"a": 1}}"#).unwrap().quotas(&counts).unwrap_err().to_string();
     assert!(missing.contains("group `b` (10 rows) has no entry in `shares`"), "{missing}");
     // cuts fall inside an assistant turn that starts before the limit
     assert_eq!(safe_cut(&[(100, 900)], 500), Some(500));

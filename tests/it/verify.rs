@@ -92,10 +92,11 @@ fn agrees_with_math_verify_and_hand_labels() {
         if limitation && ours == c.expected {
             problems.push(format!("{}: listed as a cotforge limitation but now right", c.id));
         }
-        if let Some(d) = entry {
-            if d.wrong == "math-verify" && c.math_verify == c.expected {
-                problems.push(format!("{}: blames math-verify, which matches the hand label", c.id));
-            }
+        if let Some(d) = entry
+            && d.wrong == "math-verify"
+            && c.math_verify == c.expected
+        {
+            problems.push(format!("{}: blames math-verify, which matches the hand label", c.id));
         }
     }
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
