@@ -32,6 +32,22 @@ pub enum Layout {
     Messages,
 }
 
+/// How image values are stored in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageEncoding {
+    /// Per value: `{bytes, path}` structs, binary, `data:` URLs, base64 strings of an image
+    /// (PNG, JPEG, GIF, WebP, BMP), and other strings as paths.
+    #[default]
+    Auto,
+    /// Strings are file paths (relative to `images_root`).
+    Path,
+    /// Strings (and binary cells) are base64 text or `data:` URLs.
+    Base64,
+    /// Cells are the encoded image bytes.
+    Bytes,
+}
+
 /// Source column names for the canonical fields. Fields left out are absent in the source.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +77,7 @@ pub struct Input {
     pub layout: Layout,
     pub columns: ColumnMap,
     pub images_root: Option<PathBuf>,
+    pub image_encoding: ImageEncoding,
     pub source: String,
 }
 

@@ -3,8 +3,9 @@
 //! A record that cannot be mapped is rejected with a machine-readable reason and a detail that
 //! names the source column; the executor writes it to the ledger under the `ingest` stage.
 
-use super::ImageSource;
+use super::image_value::one_image;
 use super::value::Val;
+use super::{ImageEncoding, ImageSource};
 use super::{Input, Layout};
 
 /// Canonical fields of a record, before its images are stored.
@@ -87,45 +88,20 @@ fn pass_rate_of(rec: &Val, col: Option<&String>) -> R<Option<f64>> {
     Ok(Some(p))
 }
 
-fn one_image(v: &Val, what: &str) -> R<Option<ImageSource>> {
-    let bad = |v: &Val| {
-        Reject::new("bad_field_type", format!("{what} holds {}; expected a path, bytes or {{bytes, path}}", v.kind()))
-    };
-    match v {
-        Val::Null => Ok(None),
-        Val::Str(p) if p.is_empty() => Ok(None),
-        Val::Str(p) => Ok(Some(ImageSource::Path(p.clone()))),
-        Val::Bytes(b) => Ok(Some(ImageSource::Bytes { bytes: b.clone(), path: None })),
-        Val::Map(_) => {
-            let path = match v.get("path") {
-                Some(Val::Str(p)) if !p.is_empty() => Some(p.clone()),
-                _ => None,
-            };
-            match (v.get("bytes"), path) {
-                (Some(Val::Bytes(b)), path) if !b.is_empty() => Ok(Some(ImageSource::Bytes { bytes: b.clone(), path })),
-                (None | Some(Val::Null), Some(p)) => Ok(Some(ImageSource::Path(p))),
-                (Some(Val::Bytes(_)), Some(p)) => Ok(Some(ImageSource::Path(p))),
-                _ => Err(bad(v)),
-            }
-        }
-        other => Err(bad(other)),
-    }
-}
-
-fn images_of(rec: &Val, col: Option<&String>) -> R<Vec<ImageSource>> {
+fn images_of(rec: &Val, col: Option<&String>, enc: ImageEncoding) -> R<Vec<ImageSource>> {
     let Some(c) = col else { return Ok(Vec::new()) };
     let what = format!("column `{c}` (images)");
     match column(rec, c, "images")? {
         Val::List(items) => {
             let mut out = Vec::with_capacity(items.len());
             for it in items {
-                if let Some(img) = one_image(it, &what)? {
+                if let Some(img) = one_image(it, enc, &what)? {
                     out.push(img);
                 }
             }
             Ok(out)
         }
-        v => Ok(one_image(v, &what)?.into_iter().collect()),
+        v => Ok(one_image(v, enc, &what)?.into_iter().collect()),
     }
 }
 
@@ -223,7 +199,7 @@ pub fn map_record(rec: &Val, input: &Input) -> R<RawTrace> {
         prompt,
         response,
         reference: mapped_text(rec, c.reference.as_ref(), "reference", true)?,
-        images: images_of(rec, c.images.as_ref())?,
+        images: images_of(rec, c.images.as_ref(), input.image_encoding)?,
         pass_rate: pass_rate_of(rec, c.pass_rate.as_ref())?,
     })
 }

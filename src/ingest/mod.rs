@@ -8,6 +8,7 @@
 //! Records that are individually broken (invalid UTF-8, invalid JSON, a field of the wrong type)
 //! do not stop the run; they become [`RawRow`]s carrying a [`Reject`] and end in the ledger.
 
+pub mod image_value;
 pub mod input;
 pub mod layout;
 pub mod trace;
@@ -25,7 +26,7 @@ use value::Val;
 
 use crate::error::{Context, Error, Result};
 use crate::io::{parquet_rows, read_parquet_slice};
-pub use input::{ColumnMap, Format, Input, Layout};
+pub use input::{ColumnMap, Format, ImageEncoding, Input, Layout};
 
 /// One raw record: where it came from, and its mapped columns or why it could not be read.
 #[derive(Debug, Clone)]

@@ -38,7 +38,10 @@ fn ingest_row(row: RawRow, input: &Input, root: &Path, store: &ImageStore) -> Re
     };
     let mut refs = Vec::with_capacity(raw.images.len());
     for src in raw.images.iter().cloned() {
-        refs.push(store.ingest(src, root)?);
+        match store.ingest_readable(src, root)? {
+            Ok(r) => refs.push(r),
+            Err(why) => return Ok(rejected("unreadable_image", why)),
+        }
     }
     let ids: Vec<String> = refs.iter().map(|r| r.id.clone()).collect();
     let cid = content_id(&input.source, &raw, &ids);

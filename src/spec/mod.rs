@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::error::{Error, Result};
-pub use crate::ingest::{ColumnMap, Format, Input, Layout};
+pub use crate::ingest::{ColumnMap, Format, ImageEncoding, Input, Layout};
 use crate::stages::StageSpec;
 
 /// Default number of rows a stage handles at once; bounds memory together with trace length.
@@ -55,11 +55,15 @@ pub struct InputSpec {
     /// Which source column holds each canonical field.
     #[serde(default)]
     pub columns: ColumnMap,
-    /// Directory that relative image paths are resolved against (default: the input file's
-    /// directory).
+    /// Directory (or `.zip` archive) that relative image paths are resolved against (default:
+    /// the input file's directory).
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub images_root: Option<Spanned<String>>,
+    /// How image values are stored: `auto` (default: detected per value), `path`, `base64`
+    /// (also `data:` URLs) or `bytes`.
+    #[serde(default)]
+    pub image_encoding: ImageEncoding,
     /// Name of the source, kept on every trace (e.g. `cold-start`).
     pub source: String,
 }
@@ -139,10 +143,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
             None => None,
             Some(r) => {
                 let p = PathBuf::from(&r.value);
-                if !p.is_dir() {
+                if !p.is_dir() && !crate::store::archive::is_archive(&p) {
                     return Err(bad(
                         r.referenced,
-                        format!("inputs[{i}].images_root: `{}` is not a directory", r.value),
+                        format!("inputs[{i}].images_root: `{}` is neither a directory nor a .zip archive", r.value),
                     ));
                 }
                 Some(p)
@@ -197,6 +201,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Spec> {
             layout,
             columns: c.clone(),
             images_root,
+            image_encoding: inp.image_encoding,
             source: inp.source.clone(),
         });
     }

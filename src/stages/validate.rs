@@ -51,7 +51,7 @@ impl Stage for Validate {
             if img.id.is_empty() {
                 return Ok(Measured::only(Verdict::drop(
                     "missing_image",
-                    format!("image {k} `{}` was not found at ingest", img.path),
+                    format!("image {k} `{}` was not found at ingest", crate::text::clip(&img.path, 120)),
                 )));
             }
         }

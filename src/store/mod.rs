@@ -4,6 +4,7 @@
 //! the measured size. Bytes are read back only by stages that must look at pixels and by the
 //! final output writer.
 
+pub mod archive;
 pub mod fingerprints;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ pub struct ImageStore {
     root: PathBuf,
     counter: AtomicU64,
     fingerprints: FingerprintLog,
+    archives: archive::Archives,
 }
 
 /// Content id of image bytes: the first 128 bits of blake3, in hex.
@@ -52,6 +54,7 @@ impl ImageStore {
             root: root.to_path_buf(),
             counter: AtomicU64::new(0),
             fingerprints: FingerprintLog::new(&root.join("fingerprints")),
+            archives: Default::default(),
         })
     }
 
@@ -108,16 +111,40 @@ impl ImageStore {
     /// Resolve an image found in a record: store its bytes, or record it as missing (empty id)
     /// when the referenced file does not exist. `root` resolves relative paths.
     pub fn ingest(&self, src: ImageSource, root: &Path) -> Result<ImageRef> {
+        self.ingest_readable(src, root)?.map_err(crate::Error::Input)
+    }
+
+    /// [`ImageStore::ingest`], where an image file that exists but cannot be read (no
+    /// permission, a directory, a name the file system refuses) is the inner error, saying
+    /// why, for the caller to ledger; failures of the store itself are the outer one.
+    pub fn ingest_readable(&self, src: ImageSource, root: &Path) -> Result<std::result::Result<ImageRef, String>> {
         match src {
-            ImageSource::Bytes { bytes, path } => self.put(&bytes, path.unwrap_or_default()),
+            ImageSource::Bytes { bytes, path } => self.put(&bytes, path.unwrap_or_default()).map(Ok),
             ImageSource::Path(p) => {
+                let not_found = |p: String| Ok(Ok(ImageRef { id: String::new(), path: p, width: 0, height: 0 }));
+                // a member of a zip archive: `zip://MEMBER::ARCHIVE`, or a path under a zip root
+                let member = match archive::parse_zip_url(&p) {
+                    Some((m, a)) => {
+                        // relative to the root, or to its directory when the root is an archive
+                        let base = if archive::is_archive(root) { root.parent().unwrap_or(root) } else { root };
+                        let a = if Path::new(a).is_absolute() { PathBuf::from(a) } else { base.join(a) };
+                        Some((m.to_string(), a))
+                    }
+                    None if archive::is_archive(root) => Some((p.clone(), root.to_path_buf())),
+                    None => None,
+                };
+                if let Some((m, a)) = member {
+                    return match self.archives.read(&a, &m) {
+                        Ok(Some(bytes)) => self.put(&bytes, p).map(Ok),
+                        Ok(None) => not_found(p),
+                        Err(why) => Ok(Err(crate::text::clip(&why, 300))),
+                    };
+                }
                 let full = if Path::new(&p).is_absolute() { PathBuf::from(&p) } else { root.join(&p) };
                 match std::fs::read(&full) {
-                    Ok(bytes) => self.put(&bytes, p),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        Ok(ImageRef { id: String::new(), path: p, width: 0, height: 0 })
-                    }
-                    Err(e) => Err(crate::Error::io(format!("reading image {}", full.display()), e)),
+                    Ok(bytes) => self.put(&bytes, p).map(Ok),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => not_found(p),
+                    Err(e) => Ok(Err(format!("image `{}` cannot be read: {e}", crate::text::clip(&p, 120)))),
                 }
             }
         }

@@ -4,7 +4,8 @@
 //!
 //! 1. the last `\boxed{...}` / `\fbox{...}` (nested braces honoured; a box inside another box is
 //!    part of the outer one; `\boxed 5` also works; unbalanced boxes are ignored);
-//! 2. the last `<answer>...</answer>` (its content is searched again, recursively, and used whole
+//! 2. the last `<answer>...</answer>` or LLaVA-CoT `<CONCLUSION>...</CONCLUSION>` (its content
+//!    is searched again, recursively, and used whole
 //!    when nothing more specific is found);
 //! 3. the last "answer" marker: "the answer is X", "final answer: X", "Answer: X",
 //!    "the answer would be X", "the correct option is X", or GSM8K's "#### X"; X runs to the end
@@ -139,11 +140,21 @@ pub(crate) fn last_boxed(s: &str) -> Option<&str> {
     best
 }
 
+/// Answer tags: `<answer>` (R1 style) and LLaVA-CoT's `<CONCLUSION>`.
+const ANSWER_TAGS: &[(&str, &str)] =
+    &[("<answer>", "</answer>"), ("<CONCLUSION>", "</CONCLUSION>"), ("<conclusion>", "</conclusion>")];
+
+/// The content of the last closed answer tag of any kind.
 fn last_answer_tag(s: &str) -> Option<&str> {
-    let start = s.rfind("<answer>")? + "<answer>".len();
-    let rest = &s[start..];
-    let end = rest.find("</answer>")?;
-    Some(&rest[..end])
+    ANSWER_TAGS
+        .iter()
+        .filter_map(|(open, close)| {
+            let start = s.rfind(open)? + open.len();
+            let end = s[start..].find(close)?;
+            Some((start, &s[start..start + end]))
+        })
+        .max_by_key(|(start, _)| *start)
+        .map(|(_, inner)| inner)
 }
 
 /// Case-insensitive (ASCII) search for the last occurrence of `needle` in `hay`.
@@ -590,6 +601,10 @@ mod tests {
         assert_eq!(extract_span("<think>maybe 5</think>The answer is 3."), Some("3"));
         assert_eq!(extract_span("<think>we compute 3+4 = 7. Then"), None);
         assert_eq!(extract_span("<think>x</think>\n<answer>7</answer>"), Some("7"));
+        // LLaVA-CoT's stages: the conclusion is the answer, searched again inside
+        let llava = "<SUMMARY>s</SUMMARY><CAPTION>c</CAPTION><REASONING>r 12 steps</REASONING><CONCLUSION>The answer is B.</CONCLUSION>";
+        assert_eq!(extract_span(llava), Some("B"));
+        assert_eq!(extract_span("<CONCLUSION> 7 </CONCLUSION>"), Some("7"));
     }
 
     #[test]

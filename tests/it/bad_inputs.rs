@@ -177,3 +177,62 @@ fn spec_errors_name_file_line_and_column_and_exit_2() {
         }
     }
 }
+
+/// Image strings as R1-Onevision-style Parquet holds them: base64, `data:` URLs and paths side
+/// by side; a value that is none of them, and a path that cannot be read, are ledgered rows
+/// with short details, and the run goes on.
+#[test]
+fn images_as_base64_data_urls_and_paths_ingest_and_bad_values_are_ledgered() {
+    use base64::Engine as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let red = std::fs::read(repo().join("fixtures/layouts/images/red.png")).unwrap();
+    let green = std::fs::read(repo().join("fixtures/layouts/images/green.png")).unwrap();
+    std::fs::copy(repo().join("fixtures/layouts/images/blue.png"), tmp.path().join("blue.png")).unwrap();
+    std::fs::create_dir(tmp.path().join("a_directory.png")).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&red);
+    let url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&green));
+    let garbage = format!("{}\n{}", "x".repeat(3000), "y".repeat(3000));
+    let images = [b64.as_str(), url.as_str(), "blue.png", garbage.as_str(), "a_directory.png", ""];
+    let p = tmp.path().join("rows.parquet");
+    let n = images.len();
+    let mut df = DataFrame::new_infer_height(vec![
+        Series::new("image".into(), images).into(),
+        Series::new("problem".into(), (0..n).map(|i| format!("<image>question {i}")).collect::<Vec<_>>()).into(),
+        Series::new("answer".into(), (0..n).map(|i| format!("answer {i}")).collect::<Vec<_>>()).into(),
+    ])
+    .unwrap();
+    ParquetWriter::new(std::fs::File::create(&p).unwrap()).finish(&mut df).unwrap();
+    let spec = write_spec(
+        tmp.path(),
+        &hf_input(&p.display().to_string(), "{prompt: problem, response: answer, images: image}"),
+    );
+    let out = tmp.path().join("run");
+    let stats = run(&spec, &out, None);
+    assert_eq!(stats.rows_in, n as u64);
+    let kept = curated(&out);
+    let ids: Vec<Vec<String>> = kept.iter().map(|t| t.images.iter().map(|i| i.id.clone()).collect()).collect();
+    let id = |b: &[u8]| cotforge::store::image_id(b);
+    let blue = std::fs::read(tmp.path().join("blue.png")).unwrap();
+    // the empty string is no image: a text-only row
+    assert_eq!(ids, vec![vec![id(&red)], vec![id(&green)], vec![id(&blue)], vec![]]);
+    let led = ledger(&out);
+    let got: Vec<(&str, &str)> =
+        led.iter().map(|e| (e.origin.rsplit('#').next().unwrap(), e.reason.as_str())).collect();
+    assert_eq!(got, vec![("3", "bad_image_value"), ("4", "unreadable_image")]);
+    for e in &led {
+        assert!(e.detail.len() < 300, "a detail holds the payload: {} chars", e.detail.len());
+        assert!(e.detail.contains("column `image`") || e.detail.contains("a_directory.png"), "{}", e.detail);
+    }
+    assert!(led[0].detail.contains("6001 chars"), "{}", led[0].detail);
+    // the declared encoding overrides detection: as a path, the base64 string names no file
+    // (or one too long to open), which is a ledgered row with a clipped detail, and the run goes on
+    let yaml = hf_input(&p.display().to_string(), "{prompt: problem, response: answer, images: image}")
+        .replace("    source: s\n", "    image_encoding: path\n    source: s\n");
+    let spec = write_spec(tmp.path(), &yaml);
+    let out = tmp.path().join("run-paths");
+    run(&spec, &out, None);
+    let led = ledger(&out);
+    let first = led.iter().find(|e| e.origin.ends_with("#0")).expect("row 0 is ledgered");
+    assert!(first.reason == "missing_image" || first.reason == "unreadable_image", "{first:?}");
+    assert!(first.detail.len() < 300, "{}", first.detail);
+}

@@ -486,3 +486,134 @@ fn minhash_pairs_against_exact_jaccard() {
         assert!(precision >= 0.5 && recall >= 0.6, "threshold {t}: precision {precision:.3}, recall {recall:.3}");
     }
 }
+
+/// Rewrite a text column of a Parquet file in place, row by row.
+fn rewrite_column(path: &Path, col: &str, f: impl Fn(usize, &str) -> String) {
+    use polars::prelude::*;
+    let mut df = ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap();
+    let new: Vec<String> =
+        df.column(col).unwrap().str().unwrap().iter().enumerate().map(|(i, s)| f(i, s.unwrap_or(""))).collect();
+    df.with_column(Series::new(col.into(), new).into()).unwrap();
+    ParquetWriter::new(std::fs::File::create(path).unwrap()).finish(&mut df).unwrap();
+}
+
+/// Decontamination precision and recall on a corpus whose prompts and benchmark questions share
+/// boilerplate: every one ends with the usual instruction and every other one opens with a
+/// template sentence, as real benchmarks and training sets do.
+fn boilerplate_corpus(dir: &Path) -> (PathBuf, BTreeSet<u64>) {
+    let data = corpus(dir, 2000, 11, "contamination=0.04");
+    let with = |i: usize, s: &str| {
+        format!("{}{s} {INSTRUCTION}", if i.is_multiple_of(2) { format!("{OPENING} ") } else { String::new() })
+    };
+    for e in std::fs::read_dir(data.join("data")).unwrap() {
+        rewrite_column(&e.unwrap().path(), "problem", with);
+    }
+    rewrite_column(&data.join("bench/benchmark.parquet"), "question", with);
+    let planted = synth_labels(&data).iter().filter(|(_, l)| l.0 == "contamination").map(|(r, _)| *r).collect();
+    (data, planted)
+}
+
+/// (precision, recall) of one decontamination config over the boilerplate corpus.
+fn decontam_scores(tmp: &Path, data: &Path, planted: &BTreeSet<u64>, extra: &str, sub: &str) -> (f64, f64, usize) {
+    let spec = write_spec(tmp, &spec_over(data, &bench_stage(data, extra), ""));
+    let out = tmp.join(sub);
+    run(&spec, &out, None);
+    let dropped: BTreeSet<u64> = dropped_by(&ledger(&out), "decontaminate").into_keys().collect();
+    let tp = dropped.intersection(planted).count() as f64;
+    (tp / dropped.len().max(1) as f64, tp / planted.len() as f64, dropped.len())
+}
+
+#[test]
+fn decontamination_with_images_survives_shared_instructions_and_template_openings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, planted) = boilerplate_corpus(tmp.path());
+    assert!(planted.len() >= 50, "{} planted", planted.len());
+    let (p, r, n) = decontam_scores(tmp.path(), &data, &planted, "", "default");
+    eprintln!("synth corpus, text and image: precision {p:.3}, recall {r:.3}, {n} dropped, {} planted", planted.len());
+    assert!(p >= 0.98 && r >= 0.98, "text and image: precision {p:.3}, recall {r:.3}");
+    let plain = "ngram: 13, boilerplate_items: 1000000000, boilerplate_rows: 1000000000, min_coverage: 0.000001";
+    for (extra, what) in [
+        (format!(", {plain}"), "plain 13-gram, text and image"),
+        (format!(", images: ignore, {plain}"), "plain 13-gram, text alone"),
+        (", images: ignore".to_string(), "text alone"),
+    ] {
+        let (p, r, n) = decontam_scores(tmp.path(), &data, &planted, &extra, "other");
+        eprintln!("synth corpus, {what}: precision {p:.3}, recall {r:.3}, {n} dropped");
+    }
+}
+
+const OPENING: &str = "Look at the figure below carefully and answer the question about what it shows.";
+const INSTRUCTION: &str = "Please reason step by step, and put your final answer within \\boxed{}.";
+
+/// A text-only corpus of distinct questions that share the instruction and template openings
+/// with the benchmark: `clean` rows, `leaks` copies of benchmark items (some with another
+/// opening), and the benchmark of `items` questions, as JSONL. Returns the rows that leak.
+fn text_corpus(dir: &Path, clean: usize, items: usize, leaks: usize) -> BTreeSet<u64> {
+    let mut rng = cotforge::rng::Rng::new(7);
+    let vocab: Vec<String> = (0..800).map(|i| format!("w{i}")).collect();
+    let question = |rng: &mut cotforge::rng::Rng| {
+        let n = 8 + rng.below(12);
+        (0..n).map(|_| rng.pick(&vocab).as_str()).collect::<Vec<_>>().join(" ") + "?"
+    };
+    let bench: Vec<String> = (0..items).map(|_| question(&mut rng)).collect();
+    let wrap = |i: usize, q: &str| {
+        format!("{}{q} {INSTRUCTION}", if i.is_multiple_of(2) { format!("{OPENING} ") } else { String::new() })
+    };
+    let mut rows: Vec<String> = (0..clean).map(|i| wrap(i, &question(&mut rng))).collect();
+    let mut leaked = BTreeSet::new();
+    for j in 0..leaks {
+        let at = rng.below(rows.len() + 1);
+        rows.insert(at, wrap(j + 1, &bench[rng.below(items)]));
+        leaked = leaked.into_iter().map(|r| if r >= at as u64 { r + 1 } else { r }).collect();
+        leaked.insert(at as u64);
+    }
+    let line = |k: &str, v: &str| serde_json::json!({ k: v, "answer": "x" }).to_string() + "\n";
+    std::fs::write(dir.join("rows.jsonl"), rows.iter().map(|r| line("problem", r)).collect::<String>()).unwrap();
+    let items_text: String = bench.iter().enumerate().map(|(i, q)| line("question", &wrap(i, q))).collect();
+    std::fs::write(dir.join("bench.jsonl"), items_text).unwrap();
+    leaked
+}
+
+/// (precision, recall, rows dropped) of a text-only decontamination over [`text_corpus`].
+fn text_scores(dir: &Path, leaked: &BTreeSet<u64>, extra: &str, sub: &str) -> (f64, f64, usize) {
+    let yaml = format!(
+        "name: t\ninputs:\n  - path: {d}/rows.jsonl\n    format: jsonl\n    columns: {{prompt: problem, response: answer}}\n    source: s\nstages:\n  - decontaminate: {{benchmarks: [{{name: b, path: {d}/bench.jsonl, format: jsonl, columns: {{prompt: question}}}}]{extra}}}\noutput:\n  dir: o\n",
+        d = dir.display()
+    );
+    let spec = write_spec(dir, &yaml);
+    let out = dir.join(sub);
+    run(&spec, &out, None);
+    // JSONL origins are 1-based lines
+    let dropped: BTreeSet<u64> = ledger(&out)
+        .iter()
+        .filter(|e| e.stage == "decontaminate")
+        .map(|e| e.origin.rsplit(':').next().unwrap().parse::<u64>().unwrap() - 1)
+        .collect();
+    let tp = dropped.intersection(leaked).count() as f64;
+    (tp / dropped.len().max(1) as f64, tp / leaked.len() as f64, dropped.len())
+}
+
+#[test]
+fn decontamination_by_text_survives_shared_instructions_and_template_openings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let leaked = text_corpus(tmp.path(), 3000, 200, 60);
+    let (p, r, n) = text_scores(tmp.path(), &leaked, "", "ours");
+    eprintln!("text corpus, ours: precision {p:.3}, recall {r:.3}, {n} dropped, {} leaked", leaked.len());
+    assert!(p >= 0.98 && r >= 0.98, "precision {p:.3}, recall {r:.3} ({n} dropped)");
+    // a plain 13-gram matcher (any shared 13-gram is a hit) drops every row the instruction
+    // joins to the benchmark
+    let plain = ", ngram: 13, boilerplate_items: 1000000000, boilerplate_rows: 1000000000, min_coverage: 0.000001";
+    let (p, r, n) = text_scores(tmp.path(), &leaked, plain, "plain");
+    eprintln!("text corpus, plain 13-gram: precision {p:.3}, recall {r:.3}, {n} dropped");
+    assert!(r >= 0.98, "plain recall {r:.3}");
+    assert!(p < 0.5, "plain 13-gram precision {p:.3}: the corpus shares no boilerplate");
+    // the boilerplate is reported
+    let stats = cotforge::pipeline::RunStats::read(&tmp.path().join("ours")).unwrap();
+    let s = stats.stages.iter().find(|s| s.stage == "decontaminate").unwrap().summary.clone().unwrap();
+    assert!(s["boilerplate_ngrams"].as_u64().unwrap() > 0, "{s}");
+    let common = s["most_common_boilerplate"].to_string();
+    assert!(common.contains("reason step by step"), "{common}");
+    let led = ledger(&tmp.path().join("ours"));
+    let e = led.iter().find(|e| e.stage == "decontaminate").unwrap();
+    assert!(e.detail.contains("coverage") && e.detail.contains('`'), "{}", e.detail);
+}

@@ -123,3 +123,53 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
     }
 }
+
+/// LLaVA-CoT-style images in a zip archive: `images_root: image.zip` resolves relative paths as
+/// members, `zip://MEMBER::ARCHIVE` names one anywhere, and a member the archive lacks is a
+/// missing image in the ledger.
+#[test]
+fn images_inside_a_zip_archive_are_found_by_root_or_zip_url() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let red = std::fs::read(repo().join("fixtures/layouts/images/red.png")).unwrap();
+    let blue = std::fs::read(repo().join("fixtures/layouts/images/blue.png")).unwrap();
+    let archive = tmp.path().join("image.zip");
+    {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+        let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        z.start_file("train/red.png", deflated).unwrap();
+        z.write_all(&red).unwrap();
+        z.start_file("train/blue.png", zip::write::SimpleFileOptions::default()).unwrap();
+        z.write_all(&blue).unwrap();
+        z.finish().unwrap();
+    }
+    let rows = [
+        serde_json::json!({"image": "train/red.png", "conversations": [{"from": "human", "value": "<image>q0"}, {"from": "gpt", "value": "a0"}]}),
+        serde_json::json!({"image": "zip://train/blue.png::image.zip", "conversations": [{"from": "human", "value": "<image>q1"}, {"from": "gpt", "value": "a1"}]}),
+        serde_json::json!({"image": "train/absent.png", "conversations": [{"from": "human", "value": "<image>q2"}, {"from": "gpt", "value": "a2"}]}),
+    ];
+    let data = tmp.path().join("data.json");
+    std::fs::write(&data, serde_json::to_string(&rows).unwrap()).unwrap();
+    let go = |root: &str, sub: &str| {
+        let input = format!(
+            "  - path: {}\n    format: json\n    layout: sharegpt\n    columns: {{images: image}}\n    images_root: {root}\n",
+            data.display()
+        );
+        let spec = write_spec(tmp.path(), &layout_spec(&input).replace("stages: []", "stages:\n  - validate: {}"));
+        let out = tmp.path().join(sub);
+        run(&spec, &out, None);
+        (curated(&out), ledger(&out))
+    };
+    let (kept, led) = go(&archive.display().to_string(), "zip-root");
+    let ids: Vec<Vec<String>> = kept.iter().map(|t| t.images.iter().map(|i| i.id.clone()).collect()).collect();
+    // relative paths are members of the root archive; a zip:// archive resolves beside it
+    assert_eq!(ids, vec![vec![cotforge::store::image_id(&red)], vec![cotforge::store::image_id(&blue)]], "{led:?}");
+    assert_eq!(led.len(), 1, "{led:?}");
+    assert_eq!((led[0].reason.as_str(), led[0].origin.ends_with("#2")), ("missing_image", true), "{led:?}");
+    // with the archive's directory as the root, the zip:// value still finds its member
+    let (kept, led) = go(&tmp.path().display().to_string(), "dir-root");
+    let ids: Vec<Vec<String>> = kept.iter().map(|t| t.images.iter().map(|i| i.id.clone()).collect()).collect();
+    assert_eq!(ids, vec![vec![cotforge::store::image_id(&blue)]], "{led:?}");
+    assert_eq!(led.len(), 2, "{led:?}");
+    assert!(led.iter().all(|e| e.reason == "missing_image"), "{led:?}");
+}

@@ -13,7 +13,15 @@ fn normalisation_ignores_case_and_spacing_only() {
 }
 
 fn input(layout: Layout, columns: ColumnMap) -> Input {
-    Input { files: vec![], format: Format::Jsonl, layout, columns, images_root: None, source: "s".into() }
+    Input {
+        files: vec![],
+        format: Format::Jsonl,
+        layout,
+        columns,
+        images_root: None,
+        image_encoding: Default::default(),
+        source: "s".into(),
+    }
 }
 
 fn json(s: &str) -> Val {
