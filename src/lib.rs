@@ -4,7 +4,7 @@
 //! The data path, one way through the crate:
 //!
 //! ```text
-//! raw Parquet / JSONL / JSON rows
+//! raw Parquet / JSONL / JSON / Arrow rows
 //!   -> ingest      columns mapped by layout, images into the content-addressed store
 //!   -> Trace       the canonical row (schema), ids from content
 //!   -> stages      filters, dedup, decontamination, score, tokenize, bucket, mix, pack,

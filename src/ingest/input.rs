@@ -16,6 +16,9 @@ pub enum Format {
     Jsonl,
     /// One JSON array of objects.
     Json,
+    /// Arrow IPC, as `datasets.save_to_disk` and the `datasets` cache write (stream format), or
+    /// an Arrow IPC file.
+    Arrow,
 }
 
 /// Record layouts.

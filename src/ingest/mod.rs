@@ -1,13 +1,14 @@
-//! Ingest: read raw Parquet / JSONL / JSON files in batches and map each record onto the
+//! Ingest: read raw Parquet / JSONL / JSON / Arrow files in batches and map each record onto the
 //! canonical trace by configuration: what an input is ([`input`]), record layouts ([`layout`]),
-//! values of any file format ([`value`]), and a raw row to a trace with its images stored
-//! ([`trace`]).
+//! values of any file format ([`value`]), Arrow IPC files ([`arrow_ipc`]), image values in
+//! every form ([`image_value`]), and a raw row to a trace with its images stored ([`trace`]).
 //!
 //! [`preflight`] checks every input file before the run starts (readable, mapped columns
 //! present with usable types) so that a wrong mapping fails fast with the file and column named.
 //! Records that are individually broken (invalid UTF-8, invalid JSON, a field of the wrong type)
 //! do not stop the run; they become [`RawRow`]s carrying a [`Reject`] and end in the ledger.
 
+pub mod arrow_ipc;
 pub mod image_value;
 pub mod input;
 pub mod layout;
@@ -93,6 +94,20 @@ pub fn preflight(input: &Input) -> Result<Vec<Option<usize>>> {
                     }
                 }
                 counts.push(Some(n));
+            }
+            Format::Arrow => {
+                let schema = arrow_ipc::columns(file)?;
+                for (col, field) in &cols {
+                    if schema.field_with_name(col).is_err() {
+                        let have: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                        return Err(Error::Input(format!(
+                            "{}: column `{col}` (mapped to {field}) not found; the file has columns: {}",
+                            file.display(),
+                            have.join(", ")
+                        )));
+                    }
+                }
+                counts.push(Some(arrow_ipc::count_rows(file)?));
             }
             Format::Jsonl | Format::Json => {
                 let (first, n) = if input.format == Format::Jsonl {
@@ -215,6 +230,30 @@ pub fn read_batches_in(
                 }
                 f(rows)?;
                 off += len;
+            }
+            Ok(())
+        }
+        Format::Arrow => {
+            let cols: Vec<String> = layout::mapped_columns(input).into_iter().map(|(c, _)| c).collect();
+            let mut batches = arrow_ipc::Batches::open(file)?;
+            let schema = batches.schema();
+            let idx: Vec<(String, usize)> =
+                cols.iter().filter_map(|c| schema.index_of(c).ok().map(|i| (c.clone(), i))).collect();
+            let mut at = 0usize;
+            let mut rows = Vec::with_capacity(batch_rows);
+            while let Some(batch) = batches.next_batch(file)? {
+                for i in 0..batch.num_rows() {
+                    let rec =
+                        Val::Map(idx.iter().map(|(c, k)| (c.clone(), arrow_ipc::cell(batch.column(*k), i))).collect());
+                    rows.push(RawRow { origin: format!("{}#{}", file.display(), at + i), record: Ok(rec) });
+                    if rows.len() == batch_rows {
+                        f(std::mem::take(&mut rows))?;
+                    }
+                }
+                at += batch.num_rows();
+            }
+            if !rows.is_empty() {
+                f(rows)?;
             }
             Ok(())
         }

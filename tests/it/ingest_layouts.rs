@@ -173,3 +173,78 @@ fn images_inside_a_zip_archive_are_found_by_root_or_zip_url() {
     assert_eq!(led.len(), 2, "{led:?}");
     assert!(led.iter().all(|e| e.reason == "missing_image"), "{led:?}");
 }
+
+/// `format: arrow` reads what `datasets.save_to_disk` writes: an Arrow IPC stream of
+/// `problem`, `answer` and an `images` list of `{bytes, path}` structs, in record batches.
+#[test]
+fn arrow_files_as_datasets_saves_them_ingest() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, BinaryArray, ListArray, RecordBatch, StringArray, StructArray};
+    use arrow::datatypes::{DataType, Field, Fields, Schema};
+    let tmp = tempfile::tempdir().unwrap();
+    let red = std::fs::read(repo().join("fixtures/layouts/images/red.png")).unwrap();
+    let blue = std::fs::read(repo().join("fixtures/layouts/images/blue.png")).unwrap();
+    let img = Fields::from(vec![Field::new("bytes", DataType::Binary, true), Field::new("path", DataType::Utf8, true)]);
+    let item = Arc::new(Field::new("item", DataType::Struct(img.clone()), true));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("problem", DataType::Utf8, true),
+        Field::new("answer", DataType::Utf8, true),
+        Field::new("images", DataType::List(item.clone()), true),
+    ]));
+    let batch = |problems: Vec<&str>, images: Vec<&[u8]>| {
+        let n = problems.len();
+        let st = StructArray::new(
+            img.clone(),
+            vec![
+                Arc::new(BinaryArray::from(images.clone())) as ArrayRef,
+                Arc::new(StringArray::from(vec![Some("x.png"); n])) as ArrayRef,
+            ],
+            None,
+        );
+        let offsets = arrow::buffer::OffsetBuffer::from_lengths(vec![1; n]);
+        let answers: Vec<String> = (0..n).map(|i| format!("<think>r</think> \\boxed{{{i}}}")).collect();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(problems)) as ArrayRef,
+                Arc::new(StringArray::from(answers)) as ArrayRef,
+                Arc::new(ListArray::new(item.clone(), offsets, Arc::new(st), None)) as ArrayRef,
+            ],
+        )
+        .unwrap()
+    };
+    let path = tmp.path().join("data-00000-of-00001.arrow");
+    {
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(std::fs::File::create(&path).unwrap(), &schema).unwrap();
+        w.write(&batch(vec!["<image>q0", "<image>q1"], vec![&red, &blue])).unwrap();
+        w.write(&batch(vec!["<image>q2"], vec![&red])).unwrap();
+        w.finish().unwrap();
+    }
+    let input = format!(
+        "  - path: {}\n    format: arrow\n    columns: {{prompt: problem, response: answer, images: images}}\n",
+        path.display()
+    );
+    let spec = write_spec(tmp.path(), &layout_spec(&input));
+    let out = tmp.path().join("run");
+    let stats = run(&spec, &out, Some(2));
+    assert_eq!((stats.rows_in, stats.ledger_rows), (3, 0), "{:?}", ledger(&out));
+    let kept = curated(&out);
+    let got: Vec<(String, String, usize)> = kept
+        .iter()
+        .map(|t| (t.prompt.clone(), t.origin.rsplit('#').next().unwrap().to_string(), t.images.len()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("<image>q0".into(), "0".into(), 1),
+            ("<image>q1".into(), "1".into(), 1),
+            ("<image>q2".into(), "2".into(), 1)
+        ]
+    );
+    assert_eq!(kept[1].images[0].id, cotforge::store::image_id(&blue));
+    // a mapped column the file lacks is named before the run starts
+    let spec = write_spec(tmp.path(), &layout_spec(&input.replace("prompt: problem", "prompt: question")));
+    let o = cli(&["check", &spec.display().to_string()], &[]);
+    assert!(stderr(&o).contains("column `question`"), "{}", stderr(&o));
+}
