@@ -52,16 +52,6 @@ impl Batches {
     }
 }
 
-/// Rows of a file, counted by reading its batches (cheap next to the conversion).
-pub fn count_rows(path: &Path) -> Result<usize> {
-    let mut b = Batches::open(path)?;
-    let mut n = 0;
-    while let Some(batch) = b.next_batch(path)? {
-        n += batch.num_rows();
-    }
-    Ok(n)
-}
-
 /// The columns of a file's schema, for the pre-flight check.
 pub fn columns(path: &Path) -> Result<Schema> {
     Ok(Batches::open(path)?.schema().as_ref().clone())

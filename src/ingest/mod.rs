@@ -107,7 +107,8 @@ pub fn preflight(input: &Input) -> Result<Vec<Option<usize>>> {
                         )));
                     }
                 }
-                counts.push(Some(arrow_ipc::count_rows(file)?));
+                // counting would read the whole stream once more: the progress bar counts up
+                counts.push(None);
             }
             Format::Jsonl | Format::Json => {
                 let (first, n) = if input.format == Format::Jsonl {

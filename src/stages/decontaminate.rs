@@ -345,22 +345,20 @@ impl Decontaminate {
     /// Items the words copy: the item's content words covered by the evidence n-grams the
     /// words share with it, at least `min_coverage` of them (its coverage); or its whole text
     /// (short items). With each item, how it was matched for the ledger.
-    fn text_hits(&self, words: &[&str]) -> BTreeMap<u32, String> {
+    /// `hashes` are the row's n-gram hashes ([`Self::row_grams`]).
+    fn text_hits(&self, words: &[&str], hashes: &[u64]) -> BTreeMap<u32, String> {
         let n = self.cfg.ngram;
         // item -> (evidence n-grams found, first and last word of the row matched)
         let mut found: HashMap<u32, (HashSet<u64>, usize, usize)> = HashMap::new();
-        if words.len() >= n && !self.grams.is_empty() {
-            for (i, w) in words.windows(n).enumerate() {
-                let h = gram_hash(w);
-                if self.boilerplate.contains(&h) {
-                    continue;
-                }
-                if let Some(items) = self.grams.get(&h) {
-                    for &k in items {
-                        let e = found.entry(k).or_insert_with(|| (HashSet::new(), i, i + n));
-                        e.0.insert(h);
-                        e.2 = i + n;
-                    }
+        for (i, &h) in hashes.iter().enumerate() {
+            if self.boilerplate.contains(&h) {
+                continue;
+            }
+            if let Some(items) = self.grams.get(&h) {
+                for &k in items {
+                    let e = found.entry(k).or_insert_with(|| (HashSet::new(), i, i + n));
+                    e.0.insert(h);
+                    e.2 = i + n;
                 }
             }
         }
@@ -398,13 +396,18 @@ impl Decontaminate {
         hits
     }
 
-    /// The n-grams' hashes in `words` that some benchmark item has.
-    fn bench_grams(&self, words: &[&str]) -> HashSet<u64> {
-        let n = self.cfg.ngram;
-        if words.len() < n {
-            return HashSet::new();
+    /// The hash of the n-gram starting at each word of the row (none when it is shorter),
+    /// computed once per row for every use.
+    fn row_grams(&self, words: &[&str]) -> Vec<u64> {
+        if self.grams.is_empty() {
+            return Vec::new();
         }
-        words.windows(n).map(gram_hash).filter(|h| self.grams.contains_key(h)).collect()
+        words.windows(self.cfg.ngram).map(gram_hash).collect()
+    }
+
+    /// Of the row's n-gram hashes, those some benchmark item has.
+    fn bench_grams(&self, hashes: &[u64]) -> HashSet<u64> {
+        hashes.iter().copied().filter(|h| self.grams.contains_key(h)).collect()
     }
 
     fn row_words(&self, t: &Trace) -> String {
@@ -472,7 +475,7 @@ impl Stage for Decontaminate {
             .map(|t| {
                 let joined = self.row_words(t);
                 let words: Vec<&str> = joined.split(' ').filter(|w| !w.is_empty()).collect();
-                self.bench_grams(&words)
+                self.bench_grams(&self.row_grams(&words))
             })
             .collect();
         for set in sets {
@@ -518,11 +521,9 @@ impl Stage for Decontaminate {
         let n = self.cfg.ngram;
         let mut text: HashMap<u64, String> = HashMap::new();
         for it in &self.items {
-            for w in it.words.windows(n) {
-                let words: Vec<&str> = w.iter().map(String::as_str).collect();
-                let h = gram_hash(&words);
-                if self.boilerplate.contains(&h) {
-                    text.entry(h).or_insert_with(|| words.join(" "));
+            for (i, h) in it.gram_at.iter().enumerate() {
+                if self.boilerplate.contains(h) {
+                    text.entry(*h).or_insert_with(|| it.words[i..i + n].join(" "));
                 }
             }
         }
@@ -551,7 +552,8 @@ impl Stage for Decontaminate {
     fn judge_measured(&self, _pos: u64, t: &Trace, ctx: &StageContext) -> Result<Measured> {
         let joined = self.row_words(t);
         let words: Vec<&str> = joined.split(' ').filter(|w| !w.is_empty()).collect();
-        let found = self.text_hits(&words);
+        let hashes = self.row_grams(&words);
+        let found = self.text_hits(&words, &hashes);
         let hits: BTreeSet<u32> = found.keys().copied().collect();
         let how = |k: u32| found.get(&k).cloned().unwrap_or_default();
         let text_only = |k: &u32| !self.items[*k as usize].has_images;
@@ -569,7 +571,7 @@ impl Stage for Decontaminate {
                     // question over the benchmark's own figure is a copy). Images are compared
                     // only when the row shares an n-gram or a whole question with the
                     // benchmark (or always, with `any`): perceptual hashes cost a decode.
-                    let shared = self.bench_grams(&words);
+                    let shared = self.bench_grams(&hashes);
                     let related = !hits.is_empty() || !shared.is_empty() || self.cfg.images == DecontamImages::Any;
                     let imgs = if related { self.image_hits(t, ctx.images, true) } else { Vec::new() };
                     let weak = |k: u32| self.items[k as usize].gram_at.iter().any(|h| shared.contains(h));
